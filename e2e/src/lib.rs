@@ -1,0 +1,1 @@
+//! Test bed helpers and end-to-end tests for Tributary.
