@@ -1,0 +1,489 @@
+//! Where records come from: `spec.source`.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// `spec.source`: exactly one source kind, plus how to decode records and
+/// where their event time comes from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new(
+    "[has(self.kafka), has(self.kinesis), has(self.redisStreams), has(self.nats), has(self.pubsub), has(self.pulsar), has(self.generator), has(self.file), has(self.stdin)].filter(x, x).size() == 1"
+).message("exactly one source kind must be set: kafka, kinesis, redisStreams, nats, pubsub, pulsar, generator, file or stdin"))]
+pub struct SourceSpec {
+    /// Consume Kafka topics in a consumer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSource>,
+    /// Consume an AWS Kinesis data stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinesis: Option<KinesisSource>,
+    /// Consume a Redis stream through a consumer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_streams: Option<RedisStreamsSource>,
+    /// Consume a NATS JetStream stream with a durable consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSource>,
+    /// Pull from a Google Cloud Pub/Sub subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<PubSubSource>,
+    /// Consume an Apache Pulsar topic. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<PulsarSource>,
+    /// Synthetic events, deterministic for a seed; bounded when `count` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorSource>,
+    /// A file of JSON lines (or text lines); bounded: the run ends when it is consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSource>,
+    /// Standard input, one record per line; bounded by end of input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<StdinSource>,
+    /// How record values are decoded.
+    #[serde(default)]
+    pub format: FormatSpec,
+    /// Where event time comes from; absent means processing time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTimeSpec>,
+    /// How watermarks follow event time.
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+}
+
+/// The source kinds, borrowed from a [`SourceSpec`].
+#[derive(Clone, Copy, Debug)]
+#[allow(missing_docs)]
+pub enum SourceKind<'a> {
+    Kafka(&'a KafkaSource),
+    Kinesis(&'a KinesisSource),
+    RedisStreams(&'a RedisStreamsSource),
+    Nats(&'a NatsSource),
+    PubSub(&'a PubSubSource),
+    Pulsar(&'a PulsarSource),
+    Generator(&'a GeneratorSource),
+    File(&'a FileSource),
+    Stdin(&'a StdinSource),
+}
+
+impl SourceKind<'_> {
+    /// The YAML field name of this kind.
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Kafka(_) => "kafka",
+            Self::Kinesis(_) => "kinesis",
+            Self::RedisStreams(_) => "redisStreams",
+            Self::Nats(_) => "nats",
+            Self::PubSub(_) => "pubsub",
+            Self::Pulsar(_) => "pulsar",
+            Self::Generator(_) => "generator",
+            Self::File(_) => "file",
+            Self::Stdin(_) => "stdin",
+        }
+    }
+}
+
+impl SourceSpec {
+    /// Every source kind that is set (a valid spec has exactly one).
+    #[must_use]
+    pub fn kinds(&self) -> Vec<SourceKind<'_>> {
+        let mut v = Vec::with_capacity(1);
+        if let Some(s) = &self.kafka {
+            v.push(SourceKind::Kafka(s));
+        }
+        if let Some(s) = &self.kinesis {
+            v.push(SourceKind::Kinesis(s));
+        }
+        if let Some(s) = &self.redis_streams {
+            v.push(SourceKind::RedisStreams(s));
+        }
+        if let Some(s) = &self.nats {
+            v.push(SourceKind::Nats(s));
+        }
+        if let Some(s) = &self.pubsub {
+            v.push(SourceKind::PubSub(s));
+        }
+        if let Some(s) = &self.pulsar {
+            v.push(SourceKind::Pulsar(s));
+        }
+        if let Some(s) = &self.generator {
+            v.push(SourceKind::Generator(s));
+        }
+        if let Some(s) = &self.file {
+            v.push(SourceKind::File(s));
+        }
+        if let Some(s) = &self.stdin {
+            v.push(SourceKind::Stdin(s));
+        }
+        v
+    }
+
+    /// The one source kind, if exactly one is set.
+    #[must_use]
+    pub fn kind(&self) -> Option<SourceKind<'_>> {
+        let kinds = self.kinds();
+        if kinds.len() == 1 {
+            kinds.first().copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// A secret value, always by reference: never inline in the spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.env)").message("set exactly one of secretKeyRef or env"))]
+pub struct SecretValue {
+    /// A key of a Secret in the pipeline's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    /// An environment variable of the processor (how the operator passes secrets, and how local runs read them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// A key of a Secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    pub name: String,
+    /// The key inside the Secret.
+    pub key: String,
+}
+
+/// Where a consumer starts when its group has no committed position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StartFrom {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records written after the consumer starts.
+    Latest,
+}
+
+/// `spec.source.kafka`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Bootstrap servers, comma separated (`kafka:9092`).
+    pub brokers: String,
+    /// Topics to consume.
+    #[schemars(length(min = 1))]
+    pub topics: Vec<String>,
+    /// Consumer group; default `<namespace>.<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Where to start when the group has no committed offsets.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// SASL and TLS settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<KafkaAuth>,
+}
+
+/// Kafka authentication; secrets only by reference.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaAuth {
+    /// SASL credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslAuth>,
+    /// TLS trust and client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAuth>,
+}
+
+/// SASL mechanism and credentials.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaslAuth {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[schemars(regex(pattern = r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$"))]
+    pub mechanism: String,
+    /// The user name.
+    pub username: SecretValue,
+    /// The password.
+    pub password: SecretValue,
+}
+
+/// TLS material.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsAuth {
+    /// CA certificate (PEM) that signs the brokers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretValue>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<SecretValue>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretValue>,
+}
+
+/// Where a Kinesis consumer starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum KinesisStart {
+    /// The oldest record in each shard.
+    #[default]
+    #[serde(rename = "TRIM_HORIZON")]
+    TrimHorizon,
+    /// Only new records.
+    #[serde(rename = "LATEST")]
+    Latest,
+    /// Records from `atTimestamp` on.
+    #[serde(rename = "AT_TIMESTAMP")]
+    AtTimestamp,
+}
+
+/// `spec.source.kinesis`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.startFrom != 'AT_TIMESTAMP' || has(self.atTimestamp)").message("atTimestamp is required when startFrom is AT_TIMESTAMP"))]
+pub struct KinesisSource {
+    /// Stream name.
+    pub stream: String,
+    /// AWS region.
+    pub region: String,
+    /// Endpoint override (e.g. a local emulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Where to start in each shard without a checkpoint.
+    #[serde(default)]
+    pub start_from: KinesisStart,
+    /// RFC 3339 time for `AT_TIMESTAMP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_timestamp: Option<String>,
+    /// A Secret with `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; absent = the pod's default credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsRef>,
+}
+
+/// A whole Secret used as credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsRef {
+    /// The Secret.
+    pub secret_ref: SecretName,
+}
+
+/// A Secret by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretName {
+    /// The Secret's name.
+    pub name: String,
+}
+
+/// `spec.source.redisStreams`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisStreamsSource {
+    /// `redis://host:port`.
+    pub url: String,
+    /// Stream key.
+    pub stream: String,
+    /// Consumer group; default `<namespace>.<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `spec.source.nats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NatsSource {
+    /// `nats://host:port`.
+    pub url: String,
+    /// JetStream stream name.
+    pub stream: String,
+    /// Subject filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Durable consumer name; default `<namespace>-<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable: Option<String>,
+}
+
+/// `spec.source.pubsub`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PubSubSource {
+    /// Google Cloud project.
+    pub project: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Endpoint override (the emulator); `PUBSUB_EMULATOR_HOST` also works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// `spec.source.pulsar`. Not supported yet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PulsarSource {
+    /// `pulsar://host:6650`.
+    pub service_url: String,
+    /// Topic.
+    pub topic: String,
+    /// Subscription name.
+    pub subscription: String,
+}
+
+/// Synthetic workloads of the generator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GeneratorProfile {
+    /// `{"userId","sessionId","action","page","amount","latencyMs","ts"}` web events.
+    #[default]
+    Clickstream,
+    /// `{"sensorId","temperature","humidity","battery","ts"}` sensor readings.
+    Iot,
+}
+
+/// `spec.source.generator`: synthetic events, the same sequence for the same seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratorSource {
+    /// Which kind of events.
+    #[serde(default)]
+    pub profile: GeneratorProfile,
+    /// How many events; absent = unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Events per second; 0 = as fast as possible.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub rate: f64,
+    /// Number of distinct keys (users, sensors).
+    #[serde(default = "default_keys")]
+    #[schemars(range(min = 1))]
+    pub keys: u64,
+    /// Random seed.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Event time of the first event (epoch ms); absent = the wall clock at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<i64>,
+    /// Event time advance per event when `rate` is 0 (with a rate, event time follows the wall clock).
+    #[serde(default = "default_time_step")]
+    pub time_step: Duration,
+    /// Largest random delay of an event's time behind the generator's clock (out-of-order events).
+    #[serde(default)]
+    pub disorder: Duration,
+}
+
+fn default_keys() -> u64 {
+    10_000
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_time_step() -> Duration {
+    Duration::from_millis(1)
+}
+
+impl Default for GeneratorSource {
+    fn default() -> Self {
+        Self {
+            profile: GeneratorProfile::default(),
+            count: None,
+            rate: 0.0,
+            keys: default_keys(),
+            seed: default_seed(),
+            start_time: None,
+            time_step: default_time_step(),
+            disorder: Duration::default(),
+        }
+    }
+}
+
+/// `spec.source.file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSource {
+    /// Path of the file; relative paths are resolved against the pipeline file's folder.
+    pub path: String,
+}
+
+/// `spec.source.stdin`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdinSource {}
+
+/// The wire format of record values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FormatType {
+    /// One JSON value per record.
+    #[default]
+    Json,
+    /// Apache Avro. Not supported yet.
+    Avro,
+    /// The raw line or payload as `{"text": ...}`.
+    Text,
+}
+
+/// `spec.source.format`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormatSpec {
+    /// `json`, `avro` or `text`.
+    #[serde(default, rename = "type")]
+    pub kind: FormatType,
+    /// Avro: a Confluent-compatible schema registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistry>,
+    /// Avro: the writer schema (`.avsc` JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// A schema registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaRegistry {
+    /// Base URL.
+    pub url: String,
+}
+
+/// How a timestamp field is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TimeFormat {
+    /// Integer milliseconds since the epoch.
+    #[default]
+    EpochMillis,
+    /// Seconds since the epoch (may be fractional).
+    EpochSeconds,
+    /// An RFC 3339 string.
+    Rfc3339,
+}
+
+/// `spec.source.eventTime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// CEL expression for the timestamp, e.g. `event.ts`.
+    pub field: String,
+    /// How the value is written.
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+/// `spec.source.watermark`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// How far behind the largest event time seen the watermark trails.
+    #[serde(default)]
+    pub max_out_of_orderness: Duration,
+    /// A partition without records for this long stops holding the watermark back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+}

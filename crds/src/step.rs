@@ -1,0 +1,297 @@
+//! Processing steps: `spec.steps[*]`.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{CepStep, Duration, WindowStep};
+
+/// One processing step; exactly one kind per step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new(
+    "[has(self.filter), has(self.map), has(self.flatMap), has(self.dedupe), has(self.validate), has(self.enrich), has(self.window), has(self.cep), has(self.anomaly), has(self.join)].filter(x, x).size() == 1"
+).message("each step must set exactly one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join"))]
+pub struct StepSpec {
+    /// Optional name for metrics and dead-letter provenance; default `<kind>-<index>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Keep records for which this CEL expression is true (`event` is the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Set and remove fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapStep>,
+    /// A CEL expression yielding a list; one record per element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flat_map: Option<String>,
+    /// Drop records whose key was seen within a time span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe: Option<DedupeStep>,
+    /// Check records against rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValidateStep>,
+    /// Stream-table join against a changelog. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrich: Option<EnrichStep>,
+    /// Windowed aggregation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowStep>,
+    /// Complex event processing. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cep: Option<CepStep>,
+    /// Anomaly detection. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalyStep>,
+    /// Stream-stream interval join. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinStep>,
+}
+
+/// The step kinds, borrowed from a [`StepSpec`].
+#[derive(Clone, Copy, Debug)]
+#[allow(missing_docs)]
+pub enum StepKind<'a> {
+    Filter(&'a str),
+    Map(&'a MapStep),
+    FlatMap(&'a str),
+    Dedupe(&'a DedupeStep),
+    Validate(&'a ValidateStep),
+    Enrich(&'a EnrichStep),
+    Window(&'a WindowStep),
+    Cep(&'a CepStep),
+    Anomaly(&'a AnomalyStep),
+    Join(&'a JoinStep),
+}
+
+impl StepKind<'_> {
+    /// The YAML field name of this kind.
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Filter(_) => "filter",
+            Self::Map(_) => "map",
+            Self::FlatMap(_) => "flatMap",
+            Self::Dedupe(_) => "dedupe",
+            Self::Validate(_) => "validate",
+            Self::Enrich(_) => "enrich",
+            Self::Window(_) => "window",
+            Self::Cep(_) => "cep",
+            Self::Anomaly(_) => "anomaly",
+            Self::Join(_) => "join",
+        }
+    }
+}
+
+impl StepSpec {
+    /// Every kind set on this step (a valid step has exactly one).
+    #[must_use]
+    pub fn kinds(&self) -> Vec<StepKind<'_>> {
+        let mut v = Vec::with_capacity(1);
+        if let Some(s) = &self.filter {
+            v.push(StepKind::Filter(s));
+        }
+        if let Some(s) = &self.map {
+            v.push(StepKind::Map(s));
+        }
+        if let Some(s) = &self.flat_map {
+            v.push(StepKind::FlatMap(s));
+        }
+        if let Some(s) = &self.dedupe {
+            v.push(StepKind::Dedupe(s));
+        }
+        if let Some(s) = &self.validate {
+            v.push(StepKind::Validate(s));
+        }
+        if let Some(s) = &self.enrich {
+            v.push(StepKind::Enrich(s));
+        }
+        if let Some(s) = &self.window {
+            v.push(StepKind::Window(s));
+        }
+        if let Some(s) = &self.cep {
+            v.push(StepKind::Cep(s));
+        }
+        if let Some(s) = &self.anomaly {
+            v.push(StepKind::Anomaly(s));
+        }
+        if let Some(s) = &self.join {
+            v.push(StepKind::Join(s));
+        }
+        v
+    }
+
+    /// The one kind, if exactly one is set.
+    #[must_use]
+    pub fn kind(&self) -> Option<StepKind<'_>> {
+        let kinds = self.kinds();
+        if kinds.len() == 1 {
+            kinds.first().copied()
+        } else {
+            None
+        }
+    }
+
+    /// The step's display name: `name`, or `<kind>-<index>`.
+    #[must_use]
+    pub fn display_name(&self, index: usize) -> String {
+        match (&self.name, self.kind()) {
+            (Some(n), _) => n.clone(),
+            (None, Some(k)) => format!("{}-{index}", k.field()),
+            (None, None) => format!("step-{index}"),
+        }
+    }
+}
+
+/// `map`: computed fields and removed fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MapStep {
+    /// Field path (dots for nesting) to CEL expression; evaluated against the input record.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Field paths to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `dedupe`: at most one record per key within a span of event time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DedupeStep {
+    /// CEL expression for the identity of a record.
+    pub key: String,
+    /// How long a seen key is remembered.
+    pub within: Duration,
+}
+
+/// What a failed validation does with the record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnFailure {
+    /// Send it to the dead-letter sink with the rule that failed.
+    #[default]
+    DeadLetter,
+    /// Drop it (counted).
+    Drop,
+    /// Log a warning and keep it.
+    Warn,
+    /// Stop the pipeline with an error.
+    Fail,
+}
+
+/// `validate`: named checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidateStep {
+    /// Rules; a record must pass all of them.
+    #[schemars(length(min = 1))]
+    pub rules: Vec<ValidationRule>,
+    /// What happens to a record that fails a rule.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// One validation rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidationRule {
+    /// Name reported in errors and metrics.
+    pub name: String,
+    /// CEL expression that must be true.
+    pub check: String,
+}
+
+/// A table or side stream read from a broker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableSource {
+    /// A Kafka topic; brokers default to the source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<TableKafka>,
+}
+
+/// A Kafka topic as a table or side stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableKafka {
+    /// Topic name.
+    pub topic: String,
+    /// Bootstrap servers; default the source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+}
+
+/// `enrich`: look up a table by key and attach the row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrichStep {
+    /// The table (a compacted topic, latest value per key).
+    pub table: TableSource,
+    /// CEL expression for the lookup key.
+    pub key: String,
+    /// Field that receives the row.
+    #[serde(rename = "as")]
+    pub as_field: String,
+}
+
+/// `anomaly`: flag outliers per key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnomalyStep {
+    /// `zscore`, `mad` or `ewma`.
+    #[schemars(regex(pattern = r"^(zscore|mad|ewma)$"))]
+    pub method: String,
+    /// CEL expression for the observed value.
+    pub of: String,
+    /// Score above which a record is an anomaly.
+    pub threshold: f64,
+    /// Number of recent values per key the statistics cover.
+    #[serde(default = "default_anomaly_window")]
+    pub window: u32,
+    /// Grouping keys.
+    #[serde(default)]
+    pub key_by: Vec<crate::KeyBy>,
+}
+
+fn default_anomaly_window() -> u32 {
+    100
+}
+
+/// Join types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum JoinType {
+    /// Only matched pairs.
+    #[default]
+    Inner,
+    /// Every left record, with `other` null when unmatched.
+    Left,
+}
+
+/// `join`: interval join with a second stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinStep {
+    /// The other stream.
+    pub with: TableSource,
+    /// Join type.
+    #[serde(default, rename = "type")]
+    pub kind: JoinType,
+    /// Join keys.
+    pub on: JoinOn,
+    /// Largest event-time distance between joined records.
+    pub within: Duration,
+}
+
+/// Join keys of both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinOn {
+    /// CEL over `event`.
+    pub left: String,
+    /// CEL over `other`.
+    pub right: String,
+}

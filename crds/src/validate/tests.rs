@@ -1,0 +1,203 @@
+//! Each kind of bad spec is refused with its field named.
+
+use crate::{load_pipeline, validate};
+
+const BASE: &str = r"
+source:
+  generator: {profile: clickstream, count: 10}
+  eventTime: {field: event.ts}
+sinks: [{name: out, stdout: {}}]
+";
+
+/// Errors of `BASE` plus `extra` YAML, as `path: message` strings.
+fn errors(extra: &str) -> Vec<String> {
+    let spec = load_pipeline(&format!("{BASE}{extra}"))
+        .expect("parses")
+        .spec;
+    match validate(&spec) {
+        Ok(()) => vec![],
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_refused(extra: &str, path: &str, needle: &str) {
+    let errs = errors(extra);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(needle)),
+        "expected an error at {path} containing {needle:?}, got {errs:#?}"
+    );
+}
+
+#[test]
+fn a_good_spec_passes() {
+    let errs = errors(
+        "steps:\n  - filter: \"event.action == 'click'\"\n  - window: {type: tumbling, size: 10s, keyBy: [event.userId], aggregate: [{name: clicks, fn: count}, {name: p95, fn: percentile, of: event.latencyMs, q: 0.95}], having: clicks > 1}\n",
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn window_fields_required_by_type() {
+    assert_refused(
+        "steps: [{filter: 'true'}, {window: {type: tumbling, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[1].window.size",
+        "required for a tumbling window",
+    );
+    assert_refused(
+        "steps: [{window: {type: sliding, size: 1m, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.slide",
+        "required",
+    );
+    assert_refused(
+        "steps: [{window: {type: sliding, size: 1m, slide: 2m, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.slide",
+        "must not exceed size",
+    );
+    assert_refused(
+        "steps: [{window: {type: session, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.gap",
+        "required",
+    );
+    assert_refused(
+        "steps: [{window: {type: count, count: 0, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.count",
+        "at least 1",
+    );
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, emit: updates, aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.trigger",
+        "required",
+    );
+}
+
+#[test]
+fn aggregates_are_checked() {
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, aggregate: [{name: s, fn: sum}]}}]",
+        "spec.steps[0].window.aggregate[0].of",
+        "required",
+    );
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, aggregate: [{name: p, fn: percentile, of: event.x}]}}]",
+        "spec.steps[0].window.aggregate[0].q",
+        "required",
+    );
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, aggregate: [{name: p, fn: percentile, of: event.x, q: 1.5}]}}]",
+        "spec.steps[0].window.aggregate[0].q",
+        "[0, 1]",
+    );
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, keyBy: [event.c], aggregate: [{name: c, fn: count}]}}]",
+        "spec.steps[0].window.aggregate[0].name",
+        "twice",
+    );
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, aggregate: [{name: c, fn: count}], having: cc > 1}}]",
+        "spec.steps[0].window.having",
+        "unknown name(s) cc",
+    );
+}
+
+#[test]
+fn expressions_must_compile_and_use_event() {
+    assert_refused(
+        "steps: [{filter: 'event.a =='}]",
+        "spec.steps[0].filter",
+        "not a valid CEL expression",
+    );
+    assert_refused(
+        "steps: [{filter: 'record.a == 1'}]",
+        "spec.steps[0].filter",
+        "unknown name(s) record",
+    );
+    assert_refused(
+        "steps: [{map: {set: {b: 'event.a +'}}}]",
+        "spec.steps[0].map.set.b",
+        "not a valid CEL",
+    );
+    assert_refused(
+        "steps: [{dedupe: {key: event.id, within: 0s}}]",
+        "spec.steps[0].dedupe.within",
+        "positive",
+    );
+}
+
+#[test]
+fn one_kind_per_step_and_sink() {
+    assert_refused(
+        "steps: [{filter: 'true', flatMap: event.items}]",
+        "spec.steps[0]",
+        "exactly one step kind",
+    );
+    assert_refused("steps: [{name: nothing}]", "spec.steps[0]", "no step kind");
+    let errs = errors("deadLetter: {stdout: {}, file: {path: x}}\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.deadLetter: exactly one sink kind")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn sink_names_unique_and_referenced() {
+    let spec = load_pipeline(
+        "source: {stdin: {}}\nsinks: [{name: a, stdout: {}}, {name: a, file: {path: x}}]\n",
+    )
+    .unwrap()
+    .spec;
+    let errs = validate(&spec).unwrap_err();
+    assert_eq!(errs[0].path, "spec.sinks[1].name");
+    assert_refused(
+        "steps: [{window: {type: tumbling, size: 1m, aggregate: [{name: c, fn: count}], lateEvents: 'sideOutput:late'}}]",
+        "spec.steps[0].window.lateEvents",
+        "no sink named \"late\"",
+    );
+    assert_refused(
+        "steps: [{validate: {rules: [{name: r, check: 'true'}]}}]",
+        "spec.steps[0].validate.onFailure",
+        "spec.deadLetter",
+    );
+}
+
+#[test]
+fn unsupported_sections_are_refused_not_ignored() {
+    let spec = load_pipeline("source: {kafka: {brokers: 'k:9092', topics: [t]}}\nsinks: [{name: o, kafka: {topic: t2}}]\nguarantee: exactlyOnce\nautoscaling: {enabled: true}\n").unwrap().spec;
+    let errs: Vec<String> = validate(&spec)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for path in [
+        "spec.source.kafka",
+        "spec.sinks[0].kafka",
+        "spec.guarantee",
+        "spec.autoscaling.enabled",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(path) && e.contains("not supported yet")),
+            "{path}: {errs:#?}"
+        );
+    }
+    assert_refused(
+        "steps: [{cep: {pattern: {sequence: [{name: a, when: 'true'}], within: 1m}, emit: {name: x}}}]",
+        "spec.steps[0].cep",
+        "not supported yet",
+    );
+}
+
+#[test]
+fn backpressure_sample_needs_rate() {
+    assert_refused(
+        "backpressure: {onOverflow: sample}",
+        "spec.backpressure.sampleRate",
+        "required",
+    );
+    assert_refused(
+        "backpressure: {onOverflow: sample, sampleRate: 0}",
+        "spec.backpressure.sampleRate",
+        "(0, 1]",
+    );
+}

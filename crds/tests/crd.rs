@@ -1,0 +1,63 @@
+//! The generated CRD matches the types and is one the apiserver accepts.
+
+use kube::CustomResourceExt;
+use tributary_crds::StreamPipeline;
+
+/// Regression: `crds/generated/streampipeline.yaml` must be what `crdgen` prints,
+/// or `kubectl apply` installs a schema that disagrees with the code.
+#[test]
+fn generated_crd_does_not_drift() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/generated/streampipeline.yaml");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    let fresh = tributary_crds::crd_yaml().expect("renders");
+    assert!(
+        on_disk == fresh,
+        "{path} is out of date; regenerate it with\n  cargo run -p tributary-crds --bin crdgen > crds/generated/streampipeline.yaml"
+    );
+}
+
+/// Walks schema nodes (not property-name maps) and reports what the
+/// apiserver's structural-schema check refuses.
+fn walk(node: &serde_json::Value, path: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else { return };
+    let free = obj.contains_key("x-kubernetes-preserve-unknown-fields")
+        || obj.contains_key("x-kubernetes-int-or-string");
+    if !free && !obj.contains_key("type") {
+        problems.push(format!("{path}: no type"));
+    }
+    for key in ["$ref", "oneOf", "anyOf"] {
+        if obj.contains_key(key) && !free {
+            problems.push(format!("{path}: {key}"));
+        }
+    }
+    if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+        for (name, child) in props {
+            walk(child, &format!("{path}.{name}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        walk(items, &format!("{path}[]"), problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties").filter(|v| v.is_object()) {
+        walk(extra, &format!("{path}{{}}"), problems);
+    }
+}
+
+/// Regression: a non-structural schema is refused by the apiserver.
+#[test]
+fn schema_is_structural() {
+    let crd = serde_json::to_value(StreamPipeline::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut problems = vec![];
+    walk(schema, "spec", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let text = serde_json::to_string(&crd).unwrap();
+    assert!(
+        text.contains("exactly one source kind must be set"),
+        "one-of rule for sources is missing"
+    );
+    assert!(text.contains("size is required for a tumbling window"));
+    let scale = &crd["spec"]["versions"][0]["subresources"]["scale"];
+    assert_eq!(scale["specReplicasPath"], ".spec.replicas");
+    assert_eq!(scale["labelSelectorPath"], ".status.selector");
+}

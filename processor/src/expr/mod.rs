@@ -1,0 +1,278 @@
+//! Expressions: CEL compiled once per pipeline, with plain field paths
+//! (`event.a.b`) read directly from the JSON value, without the interpreter,
+//! because they are the common case on the hot path (keys, aggregated fields).
+
+mod convert;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use convert::{cel_to_json, json_to_cel};
+
+/// An expression could not be compiled or evaluated.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExprError {
+    /// The text is not valid CEL.
+    #[error("cannot compile {source_text:?}: {message}")]
+    Compile {
+        /// The expression.
+        source_text: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Evaluation failed on a record (missing field, wrong type, …).
+    #[error("evaluating {source_text:?}: {message}")]
+    Eval {
+        /// The expression.
+        source_text: String,
+        /// The interpreter's message.
+        message: String,
+    },
+    /// A boolean was expected.
+    #[error("{source_text:?} must yield a bool, got {got}")]
+    NotBool {
+        /// The expression.
+        source_text: String,
+        /// What it gave.
+        got: String,
+    },
+}
+
+/// A compiled expression over a record bound to `event`.
+#[derive(Clone)]
+pub struct Expr {
+    source: Arc<str>,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    /// `event.a.b`: read directly; a missing field is `null` (as `has()` would say).
+    Path(Arc<[Box<str>]>),
+    /// The whole record.
+    Event,
+    /// Anything else goes through the CEL interpreter.
+    Cel {
+        program: Arc<cel::Program>,
+        env: Arc<cel::Env>,
+        vars: Arc<[Box<str>]>,
+    },
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// Splits `event.a.b` into `["a", "b"]` when the text is a plain path.
+fn plain_path(src: &str) -> Option<Vec<Box<str>>> {
+    let rest = src.trim().strip_prefix("event")?;
+    if rest.is_empty() {
+        return Some(vec![]);
+    }
+    let rest = rest.strip_prefix('.')?;
+    let segs: Vec<Box<str>> = rest.split('.').map(Into::into).collect();
+    let ident = |s: &str| {
+        let mut cs = s.chars();
+        cs.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    segs.iter().all(|s| ident(s)).then_some(segs)
+}
+
+impl Expr {
+    /// Compiles `source`, which may read the variables `event` and, for
+    /// expressions over window results, `extra_vars`.
+    ///
+    /// # Errors
+    /// [`ExprError::Compile`] when the text is not valid CEL.
+    pub fn compile(source: &str, env: &Arc<cel::Env>) -> Result<Self, ExprError> {
+        Self::compile_with_vars(source, env, &[])
+    }
+
+    /// Like [`Expr::compile`], also binding each of `vars` to the field of the same name.
+    ///
+    /// # Errors
+    /// [`ExprError::Compile`] when the text is not valid CEL.
+    pub fn compile_with_vars(
+        source: &str,
+        env: &Arc<cel::Env>,
+        vars: &[String],
+    ) -> Result<Self, ExprError> {
+        let kind = match plain_path(source) {
+            Some(p) if p.is_empty() => Kind::Event,
+            Some(p) => Kind::Path(p.into()),
+            None => {
+                let program = env.compile(source).map_err(|e| ExprError::Compile {
+                    source_text: source.to_owned(),
+                    message: e.to_string(),
+                })?;
+                let refs = program.references();
+                let used: Vec<Box<str>> = vars
+                    .iter()
+                    .filter(|v| refs.has_variable(v.as_str()))
+                    .map(|v| v.as_str().into())
+                    .collect();
+                Kind::Cel {
+                    program: Arc::new(program),
+                    env: env.clone(),
+                    vars: used.into(),
+                }
+            }
+        };
+        Ok(Self {
+            source: source.into(),
+            kind,
+        })
+    }
+
+    /// The expression text.
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Reads a plain path without copying; `None` for CEL expressions.
+    #[must_use]
+    pub fn get<'a>(&self, event: &'a Value) -> Option<&'a Value> {
+        match &self.kind {
+            Kind::Event => Some(event),
+            Kind::Path(p) => {
+                let mut cur = event;
+                for seg in p.iter() {
+                    match cur.get(&**seg) {
+                        Some(v) => cur = v,
+                        None => return Some(&Value::Null),
+                    }
+                }
+                Some(cur)
+            }
+            Kind::Cel { .. } => None,
+        }
+    }
+
+    /// Evaluates against a record value.
+    ///
+    /// # Errors
+    /// [`ExprError::Eval`] when the interpreter fails (missing field, wrong type).
+    pub fn eval(&self, event: &Value) -> Result<Value, ExprError> {
+        if let Some(v) = self.get(event) {
+            return Ok(v.clone());
+        }
+        let Kind::Cel { program, env, vars } = &self.kind else {
+            return Ok(Value::Null);
+        };
+        let mut ctx = cel::Context::with_env(env.clone());
+        for var in vars.iter() {
+            let v = event.get(&**var).map_or(cel::Value::Null, json_to_cel);
+            ctx.add_variable_from_value(var.to_string(), v);
+        }
+        ctx.add_variable_from_value("event", json_to_cel(event));
+        let out = program
+            .execute(&ctx)
+            .map_err(|e| self.eval_error(e.to_string()))?;
+        cel_to_json(&out).map_err(|e| self.eval_error(e))
+    }
+
+    /// Evaluates a condition.
+    ///
+    /// # Errors
+    /// As [`Expr::eval`], and [`ExprError::NotBool`] for a non-boolean result.
+    pub fn eval_bool(&self, event: &Value) -> Result<bool, ExprError> {
+        match self.get(event) {
+            Some(Value::Bool(b)) => return Ok(*b),
+            Some(other) => return Err(self.not_bool(other)),
+            None => {}
+        }
+        match self.eval(event)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(self.not_bool(&other)),
+        }
+    }
+
+    fn eval_error(&self, message: String) -> ExprError {
+        ExprError::Eval {
+            source_text: self.source.to_string(),
+            message,
+        }
+    }
+
+    fn not_bool(&self, got: &Value) -> ExprError {
+        let mut s = got.to_string();
+        s.truncate(80);
+        ExprError::NotBool {
+            source_text: self.source.to_string(),
+            got: s,
+        }
+    }
+}
+
+/// The CEL environment shared by every expression of a pipeline.
+#[must_use]
+pub fn env() -> Arc<cel::Env> {
+    Arc::new(cel::Env::stdlib())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn plain_paths_bypass_the_interpreter() {
+        let env = env();
+        let e = Expr::compile("event.user.id", &env).unwrap();
+        assert!(matches!(e.kind, Kind::Path(_)));
+        assert_eq!(e.eval(&json!({"user": {"id": "u1"}})).unwrap(), json!("u1"));
+        assert_eq!(e.eval(&json!({"user": {}})).unwrap(), Value::Null);
+        assert!(plain_path("event.a + 1").is_none());
+        assert!(plain_path("events.a").is_none());
+    }
+
+    #[test]
+    fn cel_expressions_evaluate_against_the_event() {
+        let env = env();
+        let f = Expr::compile("event.action == 'click' && event.amount > 2.0", &env).unwrap();
+        assert!(
+            f.eval_bool(&json!({"action": "click", "amount": 3.5}))
+                .unwrap()
+        );
+        assert!(
+            !f.eval_bool(&json!({"action": "view", "amount": 3.5}))
+                .unwrap()
+        );
+        let m = Expr::compile("double(event.n) * 2.0", &env).unwrap();
+        assert_eq!(m.eval(&json!({"n": 2})).unwrap(), json!(4.0));
+        let l = Expr::compile("event.items.map(i, i.sku)", &env).unwrap();
+        assert_eq!(
+            l.eval(&json!({"items": [{"sku": "a"}, {"sku": "b"}]}))
+                .unwrap(),
+            json!(["a", "b"])
+        );
+    }
+
+    #[test]
+    fn errors_are_reported_not_panicked() {
+        let env = env();
+        assert!(Expr::compile("event.a ==", &env).is_err());
+        let e = Expr::compile("event.missing.deeper > 1", &env).unwrap();
+        assert!(e.eval_bool(&json!({})).is_err());
+        let nb = Expr::compile("event.a", &env).unwrap();
+        assert!(matches!(
+            nb.eval_bool(&json!({"a": 1})),
+            Err(ExprError::NotBool { .. })
+        ));
+    }
+
+    #[test]
+    fn result_fields_can_be_variables() {
+        let env = env();
+        let h = Expr::compile_with_vars("clicks > 10", &env, &["clicks".into()]).unwrap();
+        assert!(h.eval_bool(&json!({"clicks": 11})).unwrap());
+        assert!(!h.eval_bool(&json!({"clicks": 10})).unwrap());
+    }
+}

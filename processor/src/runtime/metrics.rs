@@ -1,0 +1,122 @@
+//! Counters the engine keeps; read by the progress line and `/metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Pipeline-wide counters, updated by the engine thread and read by others.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Records read from the source (decoded or not).
+    pub records_in: AtomicU64,
+    /// Records written to the sinks.
+    pub records_out: AtomicU64,
+    /// Records dropped by steps (filtered, deduplicated, late, invalid with `drop`).
+    pub dropped: AtomicU64,
+    /// Records sent to the dead-letter sink.
+    pub dead_letters: AtomicU64,
+    /// Records sent to side outputs (late events).
+    pub side_outputs: AtomicU64,
+    /// Current watermark (epoch ms; `i64::MIN` before the first).
+    pub watermark: AtomicI64,
+    /// Keys/windows held by stateful steps.
+    pub state_size: AtomicU64,
+    /// Processing latency: from a batch's first read to its last write.
+    pub latency: LatencyHistogram,
+}
+
+/// Buckets per octave: about 19% resolution, enough for p50/p99.
+const PER_OCTAVE: f64 = 4.0;
+const BUCKETS: usize = 128;
+
+/// A lock-free log-scale histogram of microseconds.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; BUCKETS],
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn record(&self, d: std::time::Duration) {
+        #[allow(clippy::cast_precision_loss)]
+        let us = d.as_micros().max(1) as f64;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let i = ((us.log2() * PER_OCTAVE) as usize).min(BUCKETS - 1);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `q` quantile (upper bound of its bucket), or `None` when empty.
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> Option<std::time::Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let us = 2f64.powf((i as f64 + 1.0) / PER_OCTAVE) as u64;
+                return Some(std::time::Duration::from_micros(us));
+            }
+        }
+        None
+    }
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads a counter.
+    #[must_use]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_a_bucket() {
+        let h = LatencyHistogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).unwrap().as_micros();
+        let p99 = h.quantile(0.99).unwrap().as_micros();
+        assert!((500..=600).contains(&p50), "p50 {p50}");
+        assert!((990..=1200).contains(&p99), "p99 {p99}");
+        assert!(LatencyHistogram::default().quantile(0.5).is_none());
+    }
+}

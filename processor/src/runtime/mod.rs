@@ -1,0 +1,369 @@
+//! The engine: one thread that pulls batches from the source queue, runs
+//! them through the steps, advances watermarks and writes the sinks.
+//!
+//! # Guarantees
+//! Local runs are at-least-once: sinks are flushed every
+//! `checkpoint.interval` and at the end. A bounded source ends the run:
+//! the final watermark is +∞, every open window fires, sinks are flushed.
+
+mod metrics;
+mod progress;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use metrics::Metrics;
+pub use progress::Progress;
+
+use tributary_crds::{LateEvents, StreamPipelineSpec};
+
+use crate::flow::{Message, Queue};
+use crate::record::Record;
+use crate::sink::{self, DeadLetter, Sink, SinkError};
+use crate::source::{self, SourceError};
+use crate::step::{self, Emit, Step, StepError};
+use crate::time::Watermarks;
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spec is invalid.
+    #[error("invalid pipeline:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<tributary_crds::FieldError>),
+    /// A source failed to start or while reading.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The source reported a failure.
+    #[error("source failed: {0}")]
+    SourceFailed(String),
+    /// A step stopped the pipeline.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// A sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// How often the engine wakes without input: timers, triggers, idleness.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A pipeline ready to run.
+pub struct Pipeline {
+    spec: StreamPipelineSpec,
+    base: std::path::PathBuf,
+    /// Counters (shared with the progress reporter).
+    pub metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What the run did, for the summary line.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Records read.
+    pub records_in: u64,
+    /// Records written.
+    pub records_out: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+struct Outputs {
+    main: Vec<Box<dyn Sink>>,
+    named: HashMap<Arc<str>, Box<dyn Sink>>,
+    dead: Option<Box<dyn Sink>>,
+    dead_missing_warned: bool,
+}
+
+impl Pipeline {
+    /// Validates `spec` and prepares a run; relative paths resolve against `base`.
+    ///
+    /// # Errors
+    /// [`RunError::Invalid`] with every problem in the spec.
+    pub fn new(spec: StreamPipelineSpec, base: &Path) -> Result<Self, RunError> {
+        tributary_crds::validate(&spec).map_err(RunError::Invalid)?;
+        Ok(Self {
+            spec,
+            base: base.to_owned(),
+            metrics: Arc::new(Metrics::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A flag that stops the run (Ctrl-C, SIGTERM): sources stop, the
+    /// engine drains what is queued, flushes and returns.
+    #[must_use]
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn open_outputs(&self) -> Result<Outputs, SinkError> {
+        let side_targets: Vec<String> = self
+            .spec
+            .steps
+            .iter()
+            .filter_map(|s| s.window.as_ref()?.late_events())
+            .filter_map(|l| {
+                if let LateEvents::SideOutput(n) = l {
+                    Some(n)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut main = Vec::new();
+        let mut named = HashMap::new();
+        for (i, s) in self.spec.sinks.iter().enumerate() {
+            let sink = sink::open(s, &format!("sink-{i}"), &self.base)?;
+            if side_targets.contains(&s.name) {
+                named.insert(Arc::from(s.name.as_str()), sink);
+            } else {
+                main.push(sink);
+            }
+        }
+        let dead = self
+            .spec
+            .dead_letter
+            .as_ref()
+            .map(|d| sink::open(d, "deadLetter", &self.base))
+            .transpose()?;
+        Ok(Outputs {
+            main,
+            named,
+            dead,
+            dead_missing_warned: false,
+        })
+    }
+
+    /// Runs until a bounded source ends or the stop flag is set.
+    ///
+    /// # Errors
+    /// [`RunError`] when a source, step or sink fails.
+    pub fn run(self) -> Result<Summary, RunError> {
+        let started = Instant::now();
+        let bp = &self.spec.backpressure;
+        let queue = Arc::new(Queue::new(
+            bp.max_in_flight as usize,
+            bp.on_overflow,
+            bp.sample_rate.unwrap_or(1.0),
+        ));
+        let mut steps = step::build(&self.spec)?;
+        let mut outputs = self.open_outputs()?;
+        let wm_spec = &self.spec.source.watermark;
+        let event_time = self.spec.source.event_time.is_some();
+        let mut watermarks = Watermarks::new(
+            wm_spec.max_out_of_orderness.as_millis_i64(),
+            wm_spec.idle_timeout.map(|d| d.as_millis_i64()),
+        );
+        let running = source::start(
+            &self.spec.source,
+            &self.base,
+            queue.clone(),
+            self.stop.clone(),
+        )?;
+        let now = source::now_ms_pub();
+        for p in &running.partitions {
+            watermarks.register(*p, now);
+        }
+        let flush_every = self
+            .spec
+            .checkpoint
+            .interval
+            .0
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10));
+        let mut last_flush = Instant::now();
+        let mut last_tick = Instant::now();
+        let mut last_wm = i64::MIN;
+        let m = self.metrics.clone();
+        let result = loop {
+            let msg = queue.pop(TICK);
+            let stopping = self.stop.load(Ordering::Relaxed);
+            match msg {
+                Some(Message::Batch(batch)) => {
+                    Metrics::add(
+                        &m.records_in,
+                        (batch.records.len() + batch.dead.len()) as u64,
+                    );
+                    let now = source::now_ms_pub();
+                    if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
+                        watermarks.observe(batch.partition, max, now);
+                    }
+                    for d in batch.dead {
+                        outputs.dead_letter(d, &m)?;
+                    }
+                    if let Err(e) = push(&mut steps, 0, batch.records, &mut outputs, &m) {
+                        break Err(e);
+                    }
+                    if let Some(created) = batch.created {
+                        m.latency.record(created.elapsed());
+                    }
+                }
+                Some(Message::End { partition }) => watermarks.end(partition),
+                Some(Message::Failed(e)) => break Err(RunError::SourceFailed(e)),
+                None if stopping && queue.is_empty() => break Ok(()),
+                None => {}
+            }
+            if last_tick.elapsed() >= TICK || watermarks.all_ended() {
+                last_tick = Instant::now();
+                let now = source::now_ms_pub();
+                if !event_time {
+                    // Processing time: every partition's clock is now.
+                    for p in &running.partitions {
+                        watermarks.observe(*p, now, now);
+                    }
+                }
+                let wm = watermarks.current(now);
+                if wm > last_wm {
+                    last_wm = wm;
+                    m.watermark.store(wm, Ordering::Relaxed);
+                    advance(&mut steps, wm, &mut outputs, &m)?;
+                }
+                tick(&mut steps, now, &mut outputs, &m)?;
+                m.state_size.store(
+                    steps.iter().map(|s| s.state_size() as u64).sum(),
+                    Ordering::Relaxed,
+                );
+            }
+            if last_flush.elapsed() >= flush_every {
+                last_flush = Instant::now();
+                outputs.flush()?;
+            }
+            if watermarks.all_ended() && queue.is_empty() {
+                break Ok(());
+            }
+        };
+        self.stop.store(true, Ordering::Relaxed);
+        result?;
+        if watermarks.all_ended() {
+            advance(&mut steps, i64::MAX, &mut outputs, &m)?;
+            finish(&mut steps, &mut outputs, &m)?;
+        }
+        outputs.flush()?;
+        let _ = running.handle.join();
+        Ok(Summary {
+            records_in: Metrics::get(&m.records_in),
+            records_out: Metrics::get(&m.records_out),
+            dead_letters: Metrics::get(&m.dead_letters),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+impl Outputs {
+    fn dead_letter(&mut self, d: DeadLetter, m: &Metrics) -> Result<(), SinkError> {
+        Metrics::add(&m.dead_letters, 1);
+        match &mut self.dead {
+            Some(sink) => sink.write_values(&[d.to_json()]),
+            None => {
+                if !self.dead_missing_warned {
+                    self.dead_missing_warned = true;
+                    tracing::warn!(step = %d.step, error = %d.error, "a record failed and spec.deadLetter is not set; it is counted and dropped (further ones are not logged)");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&mut self, records: &[Record], m: &Metrics) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for s in &mut self.main {
+            s.write(records)?;
+        }
+        Metrics::add(&m.records_out, records.len() as u64);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for s in self
+            .main
+            .iter_mut()
+            .chain(self.named.values_mut())
+            .chain(self.dead.iter_mut())
+        {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, emit: Emit, m: &Metrics) -> Result<Vec<Record>, SinkError> {
+        Metrics::add(&m.dropped, emit.dropped);
+        for d in emit.dead {
+            self.dead_letter(d, m)?;
+        }
+        for (name, rec) in emit.side {
+            Metrics::add(&m.side_outputs, 1);
+            if let Some(s) = self.named.get_mut(&name) {
+                s.write(std::slice::from_ref(&rec))?;
+            }
+        }
+        Ok(emit.out)
+    }
+}
+
+/// Runs `records` through `steps[from..]` and into the sinks.
+fn push(
+    steps: &mut [Box<dyn Step>],
+    from: usize,
+    mut records: Vec<Record>,
+    out: &mut Outputs,
+    m: &Metrics,
+) -> Result<(), RunError> {
+    for step in steps.iter_mut().skip(from) {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut emit = Emit {
+            out: Vec::with_capacity(records.len()),
+            ..Emit::default()
+        };
+        step.process(records, &mut emit)?;
+        records = out.settle(emit, m)?;
+    }
+    out.write(&records, m)?;
+    Ok(())
+}
+
+/// Calls `hook` on each step in order, pushing what it emits downstream.
+fn each(
+    steps: &mut [Box<dyn Step>],
+    out: &mut Outputs,
+    m: &Metrics,
+    mut hook: impl FnMut(&mut dyn Step, &mut Emit),
+) -> Result<(), RunError> {
+    for i in 0..steps.len() {
+        let mut emit = Emit::default();
+        hook(steps[i].as_mut(), &mut emit);
+        let records = out.settle(emit, m)?;
+        push(steps, i + 1, records, out, m)?;
+    }
+    Ok(())
+}
+
+fn advance(
+    steps: &mut [Box<dyn Step>],
+    wm: i64,
+    out: &mut Outputs,
+    m: &Metrics,
+) -> Result<(), RunError> {
+    each(steps, out, m, |s, e| s.on_watermark(wm, e))
+}
+
+fn tick(
+    steps: &mut [Box<dyn Step>],
+    now: i64,
+    out: &mut Outputs,
+    m: &Metrics,
+) -> Result<(), RunError> {
+    each(steps, out, m, |s, e| s.on_tick(now, e))
+}
+
+fn finish(steps: &mut [Box<dyn Step>], out: &mut Outputs, m: &Metrics) -> Result<(), RunError> {
+    each(steps, out, m, |s, e| s.finish(e))
+}

@@ -1,0 +1,140 @@
+//! Where results go. Local sinks write one JSON value per line.
+//!
+//! # Guarantees
+//! `stdout`, `file` and `null` are at-least-once: a crash may lose what is
+//! buffered since the last flush, and a rerun writes everything again.
+
+mod dead_letter;
+mod file;
+
+use std::io::{self, Write};
+use std::path::Path;
+
+pub use dead_letter::DeadLetter;
+pub use file::LineSink;
+
+use tributary_crds::{SinkKind, SinkSpec};
+
+use crate::record::Record;
+
+/// A sink could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Opening failed.
+    #[error("cannot open sink {name:?} ({target}): {source}")]
+    Open {
+        /// Sink name.
+        name: String,
+        /// What it writes to.
+        target: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing failed.
+    #[error("cannot write to sink {name:?}: {source}")]
+    Write {
+        /// Sink name.
+        name: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kind has no runtime yet (validation refuses it first).
+    #[error("sink {name:?}: the {kind} sink is not supported yet")]
+    Unsupported {
+        /// Sink name.
+        name: String,
+        /// Its kind.
+        kind: &'static str,
+    },
+}
+
+/// A destination for records.
+pub trait Sink: Send {
+    /// The sink's name.
+    fn name(&self) -> &str;
+    /// Writes records (buffered).
+    ///
+    /// # Errors
+    /// When the destination fails.
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
+    /// Writes JSON values that are not records (dead letters).
+    ///
+    /// # Errors
+    /// When the destination fails.
+    fn write_values(&mut self, values: &[serde_json::Value]) -> Result<(), SinkError>;
+    /// Makes buffered writes durable/visible.
+    ///
+    /// # Errors
+    /// When the destination fails.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Discards everything (benchmarks).
+pub struct NullSink {
+    name: String,
+}
+
+impl Sink for NullSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        std::hint::black_box(records);
+        Ok(())
+    }
+    fn write_values(&mut self, _: &[serde_json::Value]) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Opens the sink a spec describes; relative file paths resolve against `base`.
+///
+/// # Errors
+/// [`SinkError::Open`] when a file cannot be created, [`SinkError::Unsupported`]
+/// for kinds without a runtime.
+pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn Sink>, SinkError> {
+    let name = if spec.name.is_empty() {
+        default_name.to_owned()
+    } else {
+        spec.name.clone()
+    };
+    match spec.kind() {
+        Some(SinkKind::Stdout(_)) => Ok(Box::new(LineSink::new(name, Box::new(io::stdout())))),
+        Some(SinkKind::File(f)) => {
+            let path = base.join(&f.path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| SinkError::Open {
+                    name: name.clone(),
+                    target: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            let file = std::fs::File::create(&path).map_err(|source| SinkError::Open {
+                name: name.clone(),
+                target: path.display().to_string(),
+                source,
+            })?;
+            Ok(Box::new(LineSink::new(name, Box::new(file))))
+        }
+        Some(SinkKind::Null(_)) => Ok(Box::new(NullSink { name })),
+        Some(other) => Err(SinkError::Unsupported {
+            name,
+            kind: other.field(),
+        }),
+        None => Err(SinkError::Unsupported {
+            name,
+            kind: "unset",
+        }),
+    }
+}
+
+/// Writes `value` and a newline.
+pub(crate) fn write_line(w: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, value)?;
+    w.write_all(b"\n")
+}

@@ -1,0 +1,155 @@
+//! `dedupe`: keep the first record per key within a span of event time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use tributary_crds::DedupeStep;
+
+use super::window::Key;
+use super::{Emit, Step, StepError};
+use crate::expr::{Expr, ExprError};
+use crate::record::Record;
+use crate::sink::DeadLetter;
+
+/// Drops a record when a record with the same key was kept less than
+/// `within` before or after it (event time). State for a key is released
+/// once the watermark passes its kept time plus `within`, so memory is
+/// bounded by the keys seen in one `within` span.
+pub struct Dedupe {
+    name: String,
+    key: Expr,
+    within: i64,
+    seen: FxHashMap<Key, i64>,
+    expiry: BTreeMap<i64, Vec<Key>>,
+}
+
+impl Dedupe {
+    /// A dedupe step.
+    ///
+    /// # Errors
+    /// When the key expression does not compile.
+    pub fn new(name: String, spec: &DedupeStep, env: &Arc<cel::Env>) -> Result<Self, ExprError> {
+        Ok(Self {
+            name,
+            key: Expr::compile(&spec.key, env)?,
+            within: spec.within.as_millis_i64().max(1),
+            seen: FxHashMap::default(),
+            expiry: BTreeMap::new(),
+        })
+    }
+}
+
+impl Step for Dedupe {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        for rec in input {
+            let key = match self.key.get(&rec.value) {
+                Some(v) => Key::from_values(vec![v.clone()]),
+                None => match self.key.eval(&rec.value) {
+                    Ok(v) => Key::from_values(vec![v]),
+                    Err(e) => {
+                        emit.dead
+                            .push(DeadLetter::new(&self.name, e.to_string(), rec));
+                        continue;
+                    }
+                },
+            };
+            let ts = rec.event_time;
+            match self.seen.get(&key) {
+                Some(&kept) if ts.abs_diff(kept) < self.within.unsigned_abs() => emit.dropped += 1,
+                _ => {
+                    self.expiry
+                        .entry(ts.saturating_add(self.within))
+                        .or_default()
+                        .push(key.clone());
+                    self.seen.insert(key, ts);
+                    emit.out.push(rec);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: i64, _: &mut Emit) {
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let at = *entry.key();
+            for key in entry.remove() {
+                // Only forget the key if this entry is its current one.
+                if self
+                    .seen
+                    .get(&key)
+                    .is_some_and(|&kept| kept.saturating_add(self.within) == at)
+                {
+                    self.seen.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn state_size(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dedupe(within: &str) -> Dedupe {
+        let spec: DedupeStep =
+            serde_yaml_ng::from_str(&format!("{{key: event.id, within: {within}}}")).unwrap();
+        Dedupe::new("d".into(), &spec, &crate::expr::env()).unwrap()
+    }
+
+    fn run(d: &mut Dedupe, events: &[(&str, i64)]) -> Vec<(String, i64)> {
+        let mut emit = Emit::default();
+        let recs = events
+            .iter()
+            .map(|(id, ts)| Record::new(json!({"id": id}), *ts))
+            .collect();
+        d.process(recs, &mut emit).unwrap();
+        emit.out
+            .iter()
+            .map(|r| (r.value["id"].as_str().unwrap().to_owned(), r.event_time))
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_first_per_key_within_the_span() {
+        let mut d = dedupe("10s");
+        let kept = run(
+            &mut d,
+            &[
+                ("a", 0),
+                ("b", 1),
+                ("a", 9_999),
+                ("a", 10_000),
+                ("b", 5_000),
+            ],
+        );
+        assert_eq!(
+            kept,
+            vec![("a".into(), 0), ("b".into(), 1), ("a".into(), 10_000)]
+        );
+    }
+
+    #[test]
+    fn releases_state_after_the_watermark_passes() {
+        let mut d = dedupe("1s");
+        run(&mut d, &[("a", 0), ("b", 500)]);
+        assert_eq!(d.state_size(), 2);
+        d.on_watermark(1000, &mut Emit::default());
+        assert_eq!(d.state_size(), 1);
+        d.on_watermark(1500, &mut Emit::default());
+        assert_eq!(d.state_size(), 0);
+    }
+}

@@ -1,0 +1,149 @@
+//! Processing steps. Each step is a batch-at-a-time operator: only
+//! [`Step::process`] is required; watermark, timer and end-of-input hooks
+//! default to doing nothing, as in Arroyo's operator trait.
+
+mod dedupe;
+mod filter;
+mod map;
+mod validate;
+pub mod window;
+
+use std::sync::Arc;
+
+use tributary_crds::{StepKind, StreamPipelineSpec};
+
+use crate::expr::ExprError;
+use crate::record::Record;
+use crate::sink::DeadLetter;
+
+pub use dedupe::Dedupe;
+pub use filter::{Filter, FlatMap};
+pub use map::Map;
+pub use validate::Validate;
+
+/// A step stopped the pipeline (`onFailure: fail`) or could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// An expression does not compile.
+    #[error("{path}: {source}")]
+    Expr {
+        /// Field path of the expression.
+        path: String,
+        /// The compile error.
+        #[source]
+        source: ExprError,
+    },
+    /// A validation rule failed with `onFailure: fail`.
+    #[error("step {step}: {message} (onFailure: fail stops the pipeline)")]
+    Failed {
+        /// The step.
+        step: String,
+        /// Which rule and record.
+        message: String,
+    },
+    /// The step kind has no runtime yet (validation refuses it first).
+    #[error("{0}: not supported yet")]
+    Unsupported(String),
+}
+
+/// Where a step's output goes.
+#[derive(Default, Debug)]
+pub struct Emit {
+    /// Main output, to the next step.
+    pub out: Vec<Record>,
+    /// Records for the dead-letter sink.
+    pub dead: Vec<DeadLetter>,
+    /// Records for a named sink (late side output).
+    pub side: Vec<(Arc<str>, Record)>,
+    /// Records dropped on purpose (filtered, deduplicated, late, invalid), for metrics.
+    pub dropped: u64,
+}
+
+/// One operator in the chain.
+pub trait Step: Send {
+    /// Display name (`filter-0`, or the step's `name`).
+    fn name(&self) -> &str;
+
+    /// Processes a batch of records.
+    ///
+    /// # Errors
+    /// Only when the pipeline must stop (`onFailure: fail`).
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError>;
+
+    /// The watermark advanced to `wm`.
+    fn on_watermark(&mut self, wm: i64, emit: &mut Emit) {
+        let _ = (wm, emit);
+    }
+
+    /// Processing time is `now` (ms); called a few times a second.
+    fn on_tick(&mut self, now: i64, emit: &mut Emit) {
+        let _ = (now, emit);
+    }
+
+    /// Bounded input ended (after the final +∞ watermark).
+    fn finish(&mut self, emit: &mut Emit) {
+        let _ = emit;
+    }
+
+    /// Keys or windows held, for the state-size metric.
+    fn state_size(&self) -> usize {
+        0
+    }
+}
+
+/// Builds the chain of steps of a spec.
+///
+/// # Errors
+/// [`StepError`] naming the field of an expression that does not compile.
+pub fn build(spec: &StreamPipelineSpec) -> Result<Vec<Box<dyn Step>>, StepError> {
+    let env = crate::expr::env();
+    let mut steps: Vec<Box<dyn Step>> = Vec::with_capacity(spec.steps.len());
+    for (i, s) in spec.steps.iter().enumerate() {
+        let name = s.display_name(i);
+        let path = |kind: &str| format!("spec.steps[{i}].{kind}");
+        let step: Box<dyn Step> = match s.kind() {
+            Some(StepKind::Filter(e)) => Box::new(Filter::new(name, e, &env).map_err(
+                |source| StepError::Expr {
+                    path: path("filter"),
+                    source,
+                },
+            )?),
+            Some(StepKind::FlatMap(e)) => Box::new(FlatMap::new(name, e, &env).map_err(
+                |source| StepError::Expr {
+                    path: path("flatMap"),
+                    source,
+                },
+            )?),
+            Some(StepKind::Map(m)) => {
+                Box::new(Map::new(name, m, &env).map_err(|source| StepError::Expr {
+                    path: path("map"),
+                    source,
+                })?)
+            }
+            Some(StepKind::Dedupe(d)) => Box::new(Dedupe::new(name, d, &env).map_err(
+                |source| StepError::Expr {
+                    path: path("dedupe"),
+                    source,
+                },
+            )?),
+            Some(StepKind::Validate(v)) => Box::new(Validate::new(name, v, &env).map_err(
+                |source| StepError::Expr {
+                    path: path("validate"),
+                    source,
+                },
+            )?),
+            Some(StepKind::Window(w)) => Box::new(
+                window::operator::Windowed::new(name, w, &env).map_err(|source| {
+                    StepError::Expr {
+                        path: path("window"),
+                        source,
+                    }
+                })?,
+            ),
+            Some(other) => return Err(StepError::Unsupported(path(other.field()))),
+            None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),
+        };
+        steps.push(step);
+    }
+    Ok(steps)
+}

@@ -1,0 +1,280 @@
+//! The window step: evaluates `keyBy` and `of` per record, feeds the
+//! kernel, applies `lateEvents`, `having` and `trigger`, and turns kernel
+//! results into flat output records.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tributary_crds::{AggregateFn, LateEvents, WindowStep, WindowType};
+
+use super::{
+    AggFn, AggSpec, EmitMode, Inserted, Key, WindowConfig, WindowKind, WindowOperatorState,
+    WindowResult,
+};
+use crate::expr::{Expr, ExprError};
+use crate::record::{Position, Record};
+use crate::sink::DeadLetter;
+use crate::step::{Emit, Step, StepError};
+
+/// A window step over one input stream.
+pub struct Windowed {
+    name: String,
+    keys: Vec<(String, Expr)>,
+    inputs: Vec<Option<Expr>>,
+    agg_names: Vec<String>,
+    having: Option<Expr>,
+    late: LateEvents,
+    every: Option<i64>,
+    last_trigger: i64,
+    state: WindowOperatorState,
+    wm: i64,
+    results: Vec<WindowResult>,
+    input_buf: Vec<Value>,
+    source: Arc<str>,
+}
+
+fn agg_fn(f: AggregateFn, q: Option<f64>) -> AggFn {
+    match f {
+        AggregateFn::Count => AggFn::Count,
+        AggregateFn::Sum => AggFn::Sum,
+        AggregateFn::Avg => AggFn::Avg,
+        AggregateFn::Min => AggFn::Min,
+        AggregateFn::Max => AggFn::Max,
+        AggregateFn::First => AggFn::First,
+        AggregateFn::Last => AggFn::Last,
+        AggregateFn::Percentile => AggFn::Percentile {
+            q: q.unwrap_or(0.5),
+        },
+        AggregateFn::Stddev => AggFn::Stddev,
+        AggregateFn::Variance => AggFn::Variance,
+        AggregateFn::StddevPop => AggFn::StddevPop,
+        AggregateFn::VariancePop => AggFn::VariancePop,
+        AggregateFn::Distinct => AggFn::Distinct,
+    }
+}
+
+impl Windowed {
+    /// A window step.
+    ///
+    /// # Errors
+    /// When an expression does not compile.
+    pub fn new(name: String, spec: &WindowStep, env: &Arc<cel::Env>) -> Result<Self, ExprError> {
+        let ms = |d: Option<tributary_crds::Duration>| d.map_or(1, |d| d.as_millis_i64().max(1));
+        let kind = match spec.kind {
+            WindowType::Tumbling => WindowKind::Tumbling {
+                size: ms(spec.size),
+            },
+            WindowType::Sliding => WindowKind::Sliding {
+                size: ms(spec.size),
+                slide: ms(spec.slide),
+            },
+            WindowType::Session => WindowKind::Session { gap: ms(spec.gap) },
+            WindowType::Count => WindowKind::Count {
+                count: spec.count.unwrap_or(1).max(1),
+            },
+        };
+        let emit = match spec.emit {
+            tributary_crds::EmitMode::Final => EmitMode::Final,
+            tributary_crds::EmitMode::Updates => EmitMode::Updates,
+            tributary_crds::EmitMode::All => EmitMode::All,
+        };
+        let aggs = spec
+            .aggregate
+            .iter()
+            .map(|a| AggSpec {
+                name: a.name.clone(),
+                func: agg_fn(a.func, a.q),
+            })
+            .collect();
+        let keys = spec
+            .key_by
+            .iter()
+            .map(|k| Ok((k.output_name(), Expr::compile(k.expr(), env)?)))
+            .collect::<Result<Vec<_>, ExprError>>()?;
+        let inputs = spec
+            .aggregate
+            .iter()
+            .map(|a| a.of.as_deref().map(|e| Expr::compile(e, env)).transpose())
+            .collect::<Result<Vec<_>, ExprError>>()?;
+        let agg_names: Vec<String> = spec.aggregate.iter().map(|a| a.name.clone()).collect();
+        let mut vars: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+        vars.extend(agg_names.iter().cloned());
+        vars.extend(["windowStart".to_owned(), "windowEnd".to_owned()]);
+        let having = spec
+            .having
+            .as_deref()
+            .map(|h| Expr::compile_with_vars(h, env, &vars))
+            .transpose()?;
+        let state = WindowOperatorState::new(WindowConfig {
+            kind,
+            aggs,
+            allowed_lateness: spec.allowed_lateness.as_millis_i64(),
+            emit,
+        });
+        let n = inputs.len();
+        Ok(Self {
+            source: name.as_str().into(),
+            name,
+            keys,
+            inputs,
+            agg_names,
+            having,
+            late: spec.late_events().unwrap_or(LateEvents::Drop),
+            every: (emit != EmitMode::Final).then(|| {
+                spec.trigger
+                    .as_ref()
+                    .map_or(1000, |t| t.every.as_millis_i64().max(1))
+            }),
+            last_trigger: 0,
+            state,
+            wm: i64::MIN,
+            results: Vec::new(),
+            input_buf: Vec::with_capacity(n),
+        })
+    }
+
+    fn eval(expr: &Expr, value: &Value) -> Result<Value, ExprError> {
+        match expr.get(value) {
+            Some(v) => Ok(v.clone()),
+            None => expr.eval(value),
+        }
+    }
+
+    /// Turns kernel results into records, applying `having`.
+    fn drain_results(&mut self, emit: &mut Emit) {
+        for r in self.results.drain(..) {
+            let mut m = Map::with_capacity(2 + self.keys.len() + self.agg_names.len());
+            m.insert("windowStart".into(), Value::from(r.start));
+            m.insert("windowEnd".into(), Value::from(r.end));
+            for ((name, _), v) in self.keys.iter().zip(r.key.into_values()) {
+                m.insert(name.clone(), v);
+            }
+            for (name, v) in self.agg_names.iter().zip(r.values) {
+                m.insert(name.clone(), v);
+            }
+            let value = Value::Object(m);
+            if let Some(h) = &self.having {
+                match h.eval_bool(&value) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let rec = Record::new(value, r.end.saturating_sub(1));
+                        emit.dead
+                            .push(DeadLetter::new(&self.name, format!("having: {e}"), rec));
+                        continue;
+                    }
+                }
+            }
+            let position = Position {
+                source: self.source.clone(),
+                partition: 0,
+                offset: 0,
+            };
+            // A result belongs to the last instant of its window, as in Flink.
+            emit.out.push(Record {
+                position,
+                ..Record::new(value, r.end.saturating_sub(1))
+            });
+        }
+    }
+
+    fn late(&self, rec: Record, emit: &mut Emit) {
+        match &self.late {
+            LateEvents::Drop => emit.dropped += 1,
+            LateEvents::Log => {
+                tracing::info!(step = %self.name, event_time = rec.event_time, watermark = self.wm, "late event dropped");
+                emit.dropped += 1;
+            }
+            LateEvents::DeadLetter => {
+                let msg = format!(
+                    "late event: time {} is behind the watermark {} beyond the allowed lateness",
+                    rec.event_time, self.wm
+                );
+                emit.dead.push(DeadLetter::new(&self.name, msg, rec));
+            }
+            LateEvents::SideOutput(sink) => emit.side.push((sink.as_str().into(), rec)),
+        }
+    }
+}
+
+impl Step for Windowed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        'records: for rec in input {
+            let mut key_values = Vec::with_capacity(self.keys.len());
+            for (_, k) in &self.keys {
+                match Self::eval(k, &rec.value) {
+                    Ok(v) => key_values.push(v),
+                    Err(e) => {
+                        emit.dead
+                            .push(DeadLetter::new(&self.name, format!("keyBy: {e}"), rec));
+                        continue 'records;
+                    }
+                }
+            }
+            self.input_buf.clear();
+            for input in &self.inputs {
+                let v = match input {
+                    None => Value::Null,
+                    Some(e) => match Self::eval(e, &rec.value) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            emit.dead.push(DeadLetter::new(
+                                &self.name,
+                                format!("aggregate: {e}"),
+                                rec,
+                            ));
+                            continue 'records;
+                        }
+                    },
+                };
+                self.input_buf.push(v);
+            }
+            let key = Key::from_values(key_values);
+            match self.state.insert(
+                key,
+                rec.event_time,
+                &self.input_buf,
+                self.wm,
+                &mut self.results,
+            ) {
+                Inserted::Accepted => {}
+                Inserted::Late => self.late(rec, emit),
+            }
+        }
+        self.drain_results(emit);
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: i64, emit: &mut Emit) {
+        if wm > self.wm {
+            self.wm = wm;
+            self.state.advance_watermark(wm, &mut self.results);
+            self.drain_results(emit);
+        }
+    }
+
+    fn on_tick(&mut self, now: i64, emit: &mut Emit) {
+        if let Some(every) = self.every {
+            if self.last_trigger == 0 {
+                self.last_trigger = now;
+            } else if now - self.last_trigger >= every {
+                self.last_trigger = now;
+                self.state.trigger(&mut self.results);
+                self.drain_results(emit);
+            }
+        }
+    }
+
+    fn finish(&mut self, emit: &mut Emit) {
+        self.state.flush(&mut self.results);
+        self.drain_results(emit);
+    }
+
+    fn state_size(&self) -> usize {
+        self.state.state_size()
+    }
+}

@@ -1,0 +1,5 @@
+//! Event time and watermarks.
+
+mod watermark;
+
+pub use watermark::Watermarks;
