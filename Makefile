@@ -1,0 +1,28 @@
+# The README's commands. `make test` is what CI runs (.ci/run).
+.PHONY: test lint unit e2e crds demo bench
+
+# Everything: formatting and lints, unit/engine/CLI tests, then the test bed
+# (real control plane, Kafka, moto, Redis, NATS, Postgres, Pub/Sub) and the
+# end-to-end tests against it, torn down afterwards.
+test: lint unit e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test -p tributary-crds -p tributary-processor
+
+e2e:
+	e2e/run.sh
+
+# Regenerate crds/generated/streampipeline.yaml (a test fails when it drifts).
+crds:
+	cargo run -q -p tributary-crds --bin crdgen > crds/generated/streampipeline.yaml
+
+# The main job: a bundled pipeline on the built-in generator.
+demo:
+	cargo run --release -p tributary-processor -- run -f deploy/examples/clickstream-local.yaml
+
+bench:
+	cargo run --release -p tributary-processor -- bench
