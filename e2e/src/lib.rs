@@ -1,1 +1,24 @@
 //! Test bed helpers and end-to-end tests for Tributary.
+//!
+//! The test bed itself is `e2e/testbed` (a shell script): it builds or
+//! fetches a real Kubernetes control plane, Kafka and the other servers and
+//! runs them on loopback. This crate holds what the Rust side needs to use it.
+//!
+//! # Layout
+//!
+//! - [`env`]: the test bed's env file, read once; a missing test bed is an
+//!   error that says to run `e2e/testbed up`, never a skipped test.
+//! - [`fixture`]: the loaded test bed, unique names, clients per identity.
+//! - [`poll`]: wait for a condition with a deadline instead of sleeping.
+//! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
+//! - [`runner`]: the pod runner. Under kwok, processor pods never run, so
+//!   the `pod-runner` binary starts the real `tributary` binary as a local
+//!   process for every Running processor pod and stops it when the pod goes.
+//! - `tests/`: smoke tests proving each part of the test bed is real, and
+//!   the pod runner's scaling test.
+
+pub mod env;
+pub mod fixture;
+pub mod poll;
+pub mod runner;
+pub mod tools;

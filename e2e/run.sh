@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The e2e stage of the test command: bring the test bed up, build the
+# processor, run the e2e tests against the test bed, and tear it down again
+# (also when something fails). Exits with the tests' status.
+#
+# Env: TRIBUTARY_TESTBED_KEEP=1 keeps the test bed running afterwards;
+# E2E_TEST_THREADS (default 2) sets cargo test's --test-threads.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TESTBED="$ROOT/e2e/testbed"
+
+teardown() {
+  local rc=$?
+  if [[ "${TRIBUTARY_TESTBED_KEEP:-}" == 1 ]]; then
+    echo "e2e: keeping the test bed up (TRIBUTARY_TESTBED_KEEP=1); stop it with e2e/testbed down" >&2
+  else
+    "$TESTBED" down || true
+  fi
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+start=$SECONDS
+"$TESTBED" up
+echo "e2e: test bed up after $((SECONDS - start))s" >&2
+# shellcheck disable=SC1090
+. "$("$TESTBED" env-file)"
+
+cargo build -p tributary-processor --bin tributary
+export TRIBUTARY_BIN="$ROOT/target/debug/tributary"
+
+set +e
+cargo test -p tributary-e2e --no-fail-fast -- --test-threads="${E2E_TEST_THREADS:-2}"
+rc=$?
+set -e
+echo "e2e: stage took $((SECONDS - start))s (tests exit $rc)" >&2
+if [[ $rc != 0 ]]; then
+  "$TESTBED" status || true
+fi
+exit "$rc"
