@@ -11,6 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TESTBED="$ROOT/e2e/testbed"
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 teardown() {
   local rc=$?
   if [[ "${TRIBUTARY_TESTBED_KEEP:-}" == 1 ]]; then
