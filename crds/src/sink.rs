@@ -10,8 +10,8 @@ use crate::SecretValue;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "[has(self.kafka), has(self.kinesis), has(self.postgres), has(self.http), has(self.redisStreams), has(self.nats), has(self.pubsub), has(self.stdout), has(self.file), has(self.null)].filter(x, x).size() == 1"
-).message("exactly one sink kind must be set: kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file or null"))]
+    "[has(self.kafka), has(self.kinesis), has(self.postgres), has(self.http), has(self.redisStreams), has(self.nats), has(self.pubsub), has(self.stdout), has(self.file), has(self.blackhole)].filter(x, x).size() == 1"
+).message("exactly one sink kind must be set: kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file or blackhole"))]
 pub struct SinkSpec {
     /// Unique name among the sinks (used by `sideOutput:<name>` and metrics). Optional for `deadLetter`.
     #[serde(default)]
@@ -43,9 +43,9 @@ pub struct SinkSpec {
     /// One JSON value per line in a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileSink>,
-    /// Discard (benchmarks).
+    /// Discard everything (benchmarks). Not called `null`, which YAML reads as a null key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub null: Option<NullSink>,
+    pub blackhole: Option<BlackholeSink>,
 }
 
 /// The sink kinds, borrowed from a [`SinkSpec`].
@@ -61,7 +61,7 @@ pub enum SinkKind<'a> {
     PubSub(&'a PubSubSink),
     Stdout(&'a StdoutSink),
     File(&'a FileSink),
-    Null(&'a NullSink),
+    Blackhole(&'a BlackholeSink),
 }
 
 impl SinkKind<'_> {
@@ -78,7 +78,7 @@ impl SinkKind<'_> {
             Self::PubSub(_) => "pubsub",
             Self::Stdout(_) => "stdout",
             Self::File(_) => "file",
-            Self::Null(_) => "null",
+            Self::Blackhole(_) => "blackhole",
         }
     }
 }
@@ -115,8 +115,8 @@ impl SinkSpec {
         if let Some(s) = &self.file {
             v.push(SinkKind::File(s));
         }
-        if let Some(s) = &self.null {
-            v.push(SinkKind::Null(s));
+        if let Some(s) = &self.blackhole {
+            v.push(SinkKind::Blackhole(s));
         }
         v
     }
@@ -230,4 +230,4 @@ pub struct FileSink {
 /// Discards records.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NullSink {}
+pub struct BlackholeSink {}

@@ -119,13 +119,13 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
 
 fn validate_sink(sink: &SinkSpec, path: &str, errs: &mut Errors) {
     match sink.kinds().as_slice() {
-        [] => errs.push(path, "no sink kind set; set one of kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file, null"),
+        [] => errs.push(path, "no sink kind set; set one of kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file, blackhole"),
         [SinkKind::File(f)] => {
             if f.path.trim().is_empty() {
                 errs.push(format!("{path}.file.path"), "must not be empty");
             }
         }
-        [SinkKind::Stdout(_) | SinkKind::Null(_)] => {}
+        [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

@@ -21,7 +21,7 @@ fn cpu_seconds() -> Option<f64> {
 
 fn workload(name: &str, events: u64, keys: u64, window: &str) -> anyhow::Result<()> {
     let yaml = format!(
-        "source:\n  generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 42, startTime: 1700000000000, timeStep: 1ms}}\n  eventTime: {{field: event.ts}}\nsteps:\n  - window: {{{window}, keyBy: [event.userId], aggregate: [{{name: clicks, fn: count}}, {{name: revenue, fn: sum, of: event.amount}}]}}\nsinks: [{{name: out, null: {{}}}}]\n"
+        "source:\n  generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 42, startTime: 1700000000000, timeStep: 1ms}}\n  eventTime: {{field: event.ts}}\nsteps:\n  - window: {{{window}, keyBy: [event.userId], aggregate: [{{name: clicks, fn: count}}, {{name: revenue, fn: sum, of: event.amount}}]}}\nsinks: [{{name: out, blackhole: {{}}}}]\n"
     );
     let spec = tributary_crds::load_pipeline(&yaml)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -57,7 +57,7 @@ fn workload(name: &str, events: u64, keys: u64, window: &str) -> anyhow::Result<
 
 /// Runs the built-in workloads.
 pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
-    println!("generator -> window by userId (count, sum) -> null sink; {keys} keys");
+    println!("generator -> window by userId (count, sum) -> blackhole sink; {keys} keys");
     workload("tumbling 1m", events, keys, "type: tumbling, size: 1m")?;
     workload(
         "sliding 1m / 1s",

@@ -52,11 +52,14 @@ enum Kind {
     Path(Arc<[Box<str>]>),
     /// The whole record.
     Event,
-    /// Anything else goes through the CEL interpreter.
+    /// Anything else goes through the CEL interpreter. `fields` lists the
+    /// top-level fields the expression reads (`event.a…`) when it never uses
+    /// `event` whole: then only those are converted, not the whole record.
     Cel {
         program: Arc<cel::Program>,
         env: Arc<cel::Env>,
         vars: Arc<[Box<str>]>,
+        fields: Option<Arc<[Box<str>]>>,
     },
 }
 
@@ -120,6 +123,7 @@ impl Expr {
                     program: Arc::new(program),
                     env: env.clone(),
                     vars: used.into(),
+                    fields: event_fields(source).map(Into::into),
                 }
             }
         };
@@ -162,7 +166,13 @@ impl Expr {
         if let Some(v) = self.get(event) {
             return Ok(v.clone());
         }
-        let Kind::Cel { program, env, vars } = &self.kind else {
+        let Kind::Cel {
+            program,
+            env,
+            vars,
+            fields,
+        } = &self.kind
+        else {
             return Ok(Value::Null);
         };
         let mut ctx = cel::Context::with_env(env.clone());
@@ -170,7 +180,17 @@ impl Expr {
             let v = event.get(&**var).map_or(cel::Value::Null, json_to_cel);
             ctx.add_variable_from_value(var.to_string(), v);
         }
-        ctx.add_variable_from_value("event", json_to_cel(event));
+        let bound = match (fields, event) {
+            (Some(fields), Value::Object(obj)) => {
+                let partial: std::collections::HashMap<String, cel::Value> = fields
+                    .iter()
+                    .filter_map(|f| obj.get(&**f).map(|v| (f.to_string(), json_to_cel(v))))
+                    .collect();
+                cel::Value::from(partial)
+            }
+            _ => json_to_cel(event),
+        };
+        ctx.add_variable_from_value("event", bound);
         let out = program
             .execute(&ctx)
             .map_err(|e| self.eval_error(e.to_string()))?;
@@ -208,6 +228,61 @@ impl Expr {
             got: s,
         }
     }
+}
+
+/// The top-level fields an expression reads through `event.<field>`, or
+/// `None` when it uses `event` in any other way (`size(event)`, `event[k]`,
+/// `has(event)`), in which case the whole record must be bound. String
+/// literals are skipped so `'event'` inside quotes does not count.
+fn event_fields(src: &str) -> Option<Vec<Box<str>>> {
+    let b = src.as_bytes();
+    let mut fields: Vec<Box<str>> = Vec::new();
+    let mut i = 0;
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\'' || c == b'"' {
+            // Skip a string literal (with escapes).
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            continue;
+        }
+        if src[i..].starts_with("event") && (i == 0 || !ident(b[i - 1]) && b[i - 1] != b'.') {
+            let mut j = i + 5;
+            if j < b.len() && ident(b[j]) {
+                i = j;
+                continue;
+            }
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            if j >= b.len() || b[j] != b'.' {
+                return None;
+            }
+            j += 1;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            let start = j;
+            while j < b.len() && ident(b[j]) {
+                j += 1;
+            }
+            if start == j {
+                return None;
+            }
+            let f: Box<str> = src[start..j].into();
+            if !fields.contains(&f) {
+                fields.push(f);
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    Some(fields)
 }
 
 /// The CEL environment shared by every expression of a pipeline.
@@ -266,6 +341,25 @@ mod tests {
             nb.eval_bool(&json!({"a": 1})),
             Err(ExprError::NotBool { .. })
         ));
+    }
+
+    #[test]
+    fn finds_the_fields_an_expression_reads() {
+        let f = |s: &str| {
+            event_fields(s).map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            f("event.a == 'event.x' && event.b.c > 1"),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(f("size(event) > 2"), None);
+        assert_eq!(f("event['a'] == 1"), None);
+        assert_eq!(f("events.a == 1 && myevent == 2"), Some(vec![]));
+        let env = env();
+        let e = Expr::compile("event.a + event.b > 2 && !has(event.zzz)", &env).unwrap();
+        assert!(e.eval_bool(&json!({"a": 1, "b": 2, "c": 3})).unwrap());
+        let whole = Expr::compile("size(event) == 3", &env).unwrap();
+        assert!(whole.eval_bool(&json!({"a": 1, "b": 2, "c": 3})).unwrap());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Where results go. Local sinks write one JSON value per line.
 //!
 //! # Guarantees
-//! `stdout`, `file` and `null` are at-least-once: a crash may lose what is
+//! `stdout`, `file` and `blackhole` are at-least-once: a crash may lose what is
 //! buffered since the last flush, and a rerun writes everything again.
 
 mod dead_letter;
@@ -121,7 +121,7 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             })?;
             Ok(Box::new(LineSink::new(name, Box::new(file))))
         }
-        Some(SinkKind::Null(_)) => Ok(Box::new(NullSink { name })),
+        Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
