@@ -108,7 +108,12 @@ pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
 
 /// `tributary schema`.
 pub fn schema() -> anyhow::Result<ExitCode> {
+    use std::io::Write;
     let schema = schemars::schema_for!(tributary_crds::StreamPipeline);
-    println!("{}", serde_json::to_string_pretty(&schema)?);
-    Ok(ExitCode::SUCCESS)
+    let text = serde_json::to_string_pretty(&schema)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        // `tributary schema | head` closes stdout early: not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
