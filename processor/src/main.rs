@@ -34,6 +34,9 @@ enum Command {
         /// Never show the progress line, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
+        /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9090).
+        #[arg(long, env = "TRIBUTARY_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Check a pipeline with the operator's rules; exit 1 naming each bad field.
     Validate {
@@ -58,7 +61,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging();
     let result = match cli.command {
-        Command::Run { file, quiet } => cli::run(&file, quiet),
+        Command::Run {
+            file,
+            quiet,
+            metrics_addr,
+        } => cli::run(&file, quiet, metrics_addr),
         Command::Validate { file } => cli::validate(&file),
         Command::Schema => cli::schema(),
         Command::Bench { events, keys } => cli::bench(events, keys),

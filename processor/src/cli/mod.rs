@@ -40,7 +40,11 @@ fn base_dir(file: &Path) -> &Path {
 }
 
 /// `tributary run -f FILE`.
-pub fn run(file: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    file: &Path,
+    quiet: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let loaded = load(file)?;
     let pipeline = match Pipeline::new(loaded.spec, base_dir(file)) {
         Ok(p) => p,
@@ -52,6 +56,12 @@ pub fn run(file: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(addr) = metrics_addr {
+        let name = loaded.name.as_deref().unwrap_or("pipeline");
+        let bound = tributary_processor::runtime::serve(addr, pipeline.metrics.clone(), name)
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+    }
     let stop = pipeline.stop_handle();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// Keys/windows held by stateful steps.
     pub state_size: AtomicU64,
+    /// Records dropped by the backpressure policy (copied from the queue).
+    pub backpressure_dropped: AtomicU64,
+    /// Set once the source and sinks are open (`/readyz`).
+    pub ready: std::sync::atomic::AtomicBool,
     /// Processing latency: from a batch's first read to its last write.
     pub latency: LatencyHistogram,
 }

@@ -8,6 +8,7 @@
 
 mod metrics;
 mod progress;
+mod serve;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use metrics::Metrics;
 pub use progress::Progress;
+pub use serve::serve;
 
 use tributary_crds::{LateEvents, StreamPipelineSpec};
 
@@ -169,6 +171,7 @@ impl Pipeline {
         for p in &running.partitions {
             watermarks.register(*p, now);
         }
+        self.metrics.ready.store(true, Ordering::Relaxed);
         let flush_every = self
             .spec
             .checkpoint
@@ -224,6 +227,10 @@ impl Pipeline {
                     advance(&mut steps, wm, &mut outputs, &m)?;
                 }
                 tick(&mut steps, now, &mut outputs, &m)?;
+                m.backpressure_dropped.store(
+                    queue.stats.dropped.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
                 m.state_size.store(
                     steps.iter().map(|s| s.state_size() as u64).sum(),
                     Ordering::Relaxed,

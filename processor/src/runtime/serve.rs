@@ -1,0 +1,195 @@
+//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` over a
+//! minimal HTTP/1.1 responder on its own thread.
+//!
+//! The counters live in [`Metrics`] as atomics the engine bumps without
+//! locks; a [`prometheus::core::Collector`] reads them at scrape time, so
+//! the hot path never touches the registry.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Gauge, IntCounter, Opts, Registry, TextEncoder};
+
+use super::Metrics;
+
+/// Reads [`Metrics`] when scraped.
+struct Snapshot {
+    metrics: Arc<Metrics>,
+    pipeline: String,
+    descs: Vec<Desc>,
+}
+
+fn counter(name: &str, help: &str, pipeline: &str, v: u64) -> Option<IntCounter> {
+    let c = IntCounter::with_opts(Opts::new(name, help).const_label("pipeline", pipeline)).ok()?;
+    c.inc_by(v);
+    Some(c)
+}
+
+fn gauge(name: &str, help: &str, pipeline: &str, v: f64) -> Option<Gauge> {
+    let g = Gauge::with_opts(Opts::new(name, help).const_label("pipeline", pipeline)).ok()?;
+    g.set(v);
+    Some(g)
+}
+
+impl Snapshot {
+    #[allow(clippy::cast_precision_loss)]
+    fn families(&self) -> Vec<MetricFamily> {
+        let m = &self.metrics;
+        let p = self.pipeline.as_str();
+        let mut out = Vec::new();
+        let counters = [
+            (
+                "tributary_records_in_total",
+                "Records read from the source.",
+                Metrics::get(&m.records_in),
+            ),
+            (
+                "tributary_records_out_total",
+                "Records written to the sinks.",
+                Metrics::get(&m.records_out),
+            ),
+            (
+                "tributary_records_dropped_total",
+                "Records dropped by steps (filtered, deduplicated, late, invalid).",
+                Metrics::get(&m.dropped),
+            ),
+            (
+                "tributary_dead_letters_total",
+                "Records sent to the dead-letter sink.",
+                Metrics::get(&m.dead_letters),
+            ),
+            (
+                "tributary_side_output_records_total",
+                "Late records sent to side outputs.",
+                Metrics::get(&m.side_outputs),
+            ),
+            (
+                "tributary_backpressure_dropped_total",
+                "Records dropped by the backpressure policy.",
+                Metrics::get(&m.backpressure_dropped),
+            ),
+        ];
+        for (name, help, v) in counters {
+            if let Some(c) = counter(name, help, p, v) {
+                out.extend(c.collect());
+            }
+        }
+        let wm = m.watermark.load(Ordering::Relaxed);
+        let delay = if wm == i64::MIN || wm == i64::MAX {
+            0.0
+        } else {
+            (crate::source::now_ms_pub() - wm) as f64 / 1000.0
+        };
+        let gauges = [
+            (
+                "tributary_watermark_delay_seconds",
+                "Processing time minus the watermark.",
+                delay,
+            ),
+            (
+                "tributary_state_entries",
+                "Keys and windows held by stateful steps.",
+                Metrics::get(&m.state_size) as f64,
+            ),
+            (
+                "tributary_processing_latency_p50_seconds",
+                "Median time from reading a batch to writing it.",
+                m.latency.quantile(0.5).map_or(0.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "tributary_processing_latency_p99_seconds",
+                "99th percentile time from reading a batch to writing it.",
+                m.latency.quantile(0.99).map_or(0.0, |d| d.as_secs_f64()),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            if let Some(g) = gauge(name, help, p, v) {
+                out.extend(g.collect());
+            }
+        }
+        out
+    }
+}
+
+impl Collector for Snapshot {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.families()
+    }
+}
+
+/// Serves the endpoints on `addr` until the process exits.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    pipeline: &str,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let registry = Registry::new();
+    let snapshot = Snapshot {
+        metrics: metrics.clone(),
+        pipeline: pipeline.to_owned(),
+        descs: Vec::new(),
+    };
+    registry
+        .register(Box::new(snapshot))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = respond(stream, &registry, &metrics);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn respond(stream: TcpStream, registry: &Registry, metrics: &Metrics) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body): (&str, &str, Vec<u8>) = match path {
+        "/metrics" => {
+            let mut buf = Vec::new();
+            TextEncoder::new()
+                .encode(&registry.gather(), &mut buf)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            ("200 OK", "text/plain; version=0.0.4", buf)
+        }
+        "/healthz" => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
+            ("200 OK", "text/plain", b"ready\n".to_vec())
+        }
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            b"starting\n".to_vec(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            b"not found; try /metrics, /healthz or /readyz\n".to_vec(),
+        ),
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    out.write_all(&body)
+}
