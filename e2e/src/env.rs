@@ -3,12 +3,13 @@
 //!
 //! # Where the values come from
 //!
-//! When `TRIBUTARY_TESTBED_DIR` is set in the process environment (the env
-//! file was sourced, as `e2e/run.sh` does), every value is read from the
-//! process environment. Otherwise the env file at `TRIBUTARY_TESTBED_ENV`
-//! (default `/tmp/tributary-testbed/env`) is parsed, so a plain
-//! `cargo test -p tributary-e2e` works after `e2e/testbed up`. A stray
-//! `KUBECONFIG` of the developer's own cluster is never used on its own.
+//! When `TRIBUTARY_TESTBED_BIN` is set in the process environment (only the
+//! env file sets it: it was sourced, as `e2e/run.sh` does), every value is
+//! read from the process environment. Otherwise the env file is parsed:
+//! `TRIBUTARY_TESTBED_ENV`, else `$TRIBUTARY_TESTBED_DIR/env`, else
+//! `/tmp/tributary-testbed/env`, so a plain `cargo test -p tributary-e2e`
+//! works after `e2e/testbed up`. A stray `KUBECONFIG` of the developer's own
+//! cluster is never used on its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,15 +56,16 @@ impl TestBed {
     ///
     /// [`Error::NotUp`] when no test bed is described anywhere.
     pub fn load() -> Result<Self> {
-        if std::env::var_os("TRIBUTARY_TESTBED_DIR").is_some() {
+        if std::env::var_os("TRIBUTARY_TESTBED_BIN").is_some() {
             return Ok(Self {
                 vars: std::env::vars().collect(),
             });
         }
-        let file =
-            std::env::var("TRIBUTARY_TESTBED_ENV").unwrap_or_else(|_| DEFAULT_ENV_FILE.to_owned());
+        let file = std::env::var("TRIBUTARY_TESTBED_ENV")
+            .or_else(|_| std::env::var("TRIBUTARY_TESTBED_DIR").map(|d| format!("{d}/env")))
+            .unwrap_or_else(|_| DEFAULT_ENV_FILE.to_owned());
         let text = std::fs::read_to_string(&file).map_err(|e| Error::NotUp {
-            reason: format!("TRIBUTARY_TESTBED_DIR is not set and {file} cannot be read ({e})"),
+            reason: format!("the env file was not sourced and {file} cannot be read ({e})"),
         })?;
         Ok(Self {
             vars: parse_env_file(&text),
