@@ -11,6 +11,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TESTBED="$ROOT/e2e/testbed"
 
+# One e2e stage per test bed directory at a time: a second run would reuse
+# the first one's test bed and tear it down under it. Wait for the lock.
+LOCK="${TRIBUTARY_TESTBED_DIR:-/tmp/tributary-testbed}.lock"
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  echo "e2e: another e2e run holds $LOCK; waiting for it" >&2
+  flock 9
+fi
+
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 teardown() {
   local rc=$?
@@ -25,7 +34,8 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 start=$SECONDS
-"$TESTBED" up
+# 9>&-: the test bed's servers must not inherit (and keep) the lock.
+"$TESTBED" up 9>&-
 echo "e2e: test bed up after $((SECONDS - start))s" >&2
 # shellcheck disable=SC1090
 . "$("$TESTBED" env-file)"
