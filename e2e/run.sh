@@ -41,7 +41,7 @@ echo "e2e: test bed up after $((SECONDS - start))s" >&2
 . "$("$TESTBED" env-file)"
 
 cargo build -p tributary-processor --bin tributary
-export TRIBUTARY_BIN="$ROOT/target/debug/tributary"
+export TRIBUTARY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tributary"
 
 set +e
 cargo test -p tributary-e2e --no-fail-fast -- --test-threads="${E2E_TEST_THREADS:-2}"
