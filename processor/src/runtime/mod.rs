@@ -167,7 +167,7 @@ impl Pipeline {
             queue.clone(),
             self.stop.clone(),
         )?;
-        let now = source::now_ms_pub();
+        let now = source::now_ms();
         for p in &running.partitions {
             watermarks.register(*p, now);
         }
@@ -192,7 +192,7 @@ impl Pipeline {
                         &m.records_in,
                         (batch.records.len() + batch.dead.len()) as u64,
                     );
-                    let now = source::now_ms_pub();
+                    let now = source::now_ms();
                     if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
                         watermarks.observe(batch.partition, max, now);
                     }
@@ -213,7 +213,7 @@ impl Pipeline {
             }
             if last_tick.elapsed() >= TICK || watermarks.all_ended() {
                 last_tick = Instant::now();
-                let now = source::now_ms_pub();
+                let now = source::now_ms();
                 if !event_time {
                     // Processing time: every partition's clock is now.
                     for p in &running.partitions {

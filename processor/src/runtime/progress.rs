@@ -41,7 +41,7 @@ impl Progress {
                     let delay = if wm == i64::MIN || wm == i64::MAX {
                         "-".to_owned()
                     } else {
-                        format!("{:.1}s", (crate::source::now_ms_pub() - wm) as f64 / 1000.0)
+                        format!("{:.1}s", (crate::source::now_ms() - wm) as f64 / 1000.0)
                     };
                     eprint!(
                         "\r\x1b[2K[{:>5.0}s] in {} ({:.0}/s)  out {}  dropped {}  dead {}  state {}  wm delay {}",

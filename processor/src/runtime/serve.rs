@@ -83,7 +83,7 @@ impl Snapshot {
         let delay = if wm == i64::MIN || wm == i64::MAX {
             0.0
         } else {
-            (crate::source::now_ms_pub() - wm) as f64 / 1000.0
+            (crate::source::now_ms() - wm) as f64 / 1000.0
         };
         let gauges = [
             (

@@ -10,14 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-pub use decode::{Decoder, EventTimeError};
+pub use decode::{Decoder, EventTimeError, now_ms};
 pub use generator::Generator;
-
-/// Milliseconds since the epoch, now.
-#[must_use]
-pub fn now_ms_pub() -> i64 {
-    decode::now_ms()
-}
 
 use tributary_crds::{SourceKind, SourceSpec};
 

@@ -47,16 +47,13 @@ impl Step for Dedupe {
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         for rec in input {
-            let key = match self.key.get(&rec.value) {
-                Some(v) => Key::from_values(vec![v.clone()]),
-                None => match self.key.eval(&rec.value) {
-                    Ok(v) => Key::from_values(vec![v]),
-                    Err(e) => {
-                        emit.dead
-                            .push(DeadLetter::new(&self.name, e.to_string(), rec));
-                        continue;
-                    }
-                },
+            let key = match self.key.eval(&rec.value) {
+                Ok(v) => Key::from_values(vec![v]),
+                Err(e) => {
+                    emit.dead
+                        .push(DeadLetter::new(&self.name, e.to_string(), rec));
+                    continue;
+                }
             };
             let ts = rec.event_time;
             match self.seen.get(&key) {

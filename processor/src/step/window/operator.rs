@@ -133,13 +133,6 @@ impl Windowed {
         })
     }
 
-    fn eval(expr: &Expr, value: &Value) -> Result<Value, ExprError> {
-        match expr.get(value) {
-            Some(v) => Ok(v.clone()),
-            None => expr.eval(value),
-        }
-    }
-
     /// Turns kernel results into records, applying `having`.
     fn drain_results(&mut self, emit: &mut Emit) {
         for r in self.results.drain(..) {
@@ -206,7 +199,7 @@ impl Step for Windowed {
         'records: for rec in input {
             let mut key_values = Vec::with_capacity(self.keys.len());
             for (_, k) in &self.keys {
-                match Self::eval(k, &rec.value) {
+                match k.eval(&rec.value) {
                     Ok(v) => key_values.push(v),
                     Err(e) => {
                         emit.dead
@@ -219,7 +212,7 @@ impl Step for Windowed {
             for input in &self.inputs {
                 let v = match input {
                     None => Value::Null,
-                    Some(e) => match Self::eval(e, &rec.value) {
+                    Some(e) => match e.eval(&rec.value) {
                         Ok(v) => v,
                         Err(e) => {
                             emit.dead.push(DeadLetter::new(
