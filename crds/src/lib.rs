@@ -25,6 +25,7 @@ pub mod status;
 pub mod step;
 pub mod validate;
 pub mod window;
+pub mod yaml11;
 
 pub use cep::*;
 pub use duration::{Duration, ParseDurationError};
@@ -45,5 +46,5 @@ pub use window::*;
 /// When serialization fails, which would be a bug in the types.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&StreamPipeline::crd())
+    serde_yaml_ng::to_string(&StreamPipeline::crd()).map(|y| yaml11::quote_yaml11_booleans(&y))
 }

@@ -43,11 +43,13 @@ use crate::{
 pub struct StreamPipelineSpec {
     /// Where records come from.
     pub source: SourceSpec,
-    /// Processing steps, applied in order.
+    /// Processing steps, applied in order (at most 64: the bound keeps the
+    /// apiserver's CEL cost estimate for the per-step rules in budget).
     #[serde(default)]
+    #[schemars(length(max = 64))]
     pub steps: Vec<StepSpec>,
     /// Where results go; at least one.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 16))]
     pub sinks: Vec<SinkSpec>,
     /// Where records that cannot be processed go, with their provenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,7 @@ use crate::SecretValue;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "[has(self.kafka), has(self.kinesis), has(self.postgres), has(self.http), has(self.redisStreams), has(self.nats), has(self.pubsub), has(self.stdout), has(self.file), has(self.blackhole)].filter(x, x).size() == 1"
+    "(has(self.kafka) ? 1 : 0) + (has(self.kinesis) ? 1 : 0) + (has(self.postgres) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.redisStreams) ? 1 : 0) + (has(self.nats) ? 1 : 0) + (has(self.pubsub) ? 1 : 0) + (has(self.stdout) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.blackhole) ? 1 : 0) == 1"
 ).message("exactly one sink kind must be set: kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file or blackhole"))]
 pub struct SinkSpec {
     /// Unique name among the sinks (used by `sideOutput:<name>` and metrics). Optional for `deadLetter`.

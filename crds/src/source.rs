@@ -11,7 +11,7 @@ use crate::Duration;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "[has(self.kafka), has(self.kinesis), has(self.redisStreams), has(self.nats), has(self.pubsub), has(self.pulsar), has(self.generator), has(self.file), has(self.stdin)].filter(x, x).size() == 1"
+    "(has(self.kafka) ? 1 : 0) + (has(self.kinesis) ? 1 : 0) + (has(self.redisStreams) ? 1 : 0) + (has(self.nats) ? 1 : 0) + (has(self.pubsub) ? 1 : 0) + (has(self.pulsar) ? 1 : 0) + (has(self.generator) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.stdin) ? 1 : 0) == 1"
 ).message("exactly one source kind must be set: kafka, kinesis, redisStreams, nats, pubsub, pulsar, generator, file or stdin"))]
 pub struct SourceSpec {
     /// Consume Kafka topics in a consumer group.

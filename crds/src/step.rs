@@ -12,7 +12,7 @@ use crate::{CepStep, Duration, WindowStep};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "[has(self.filter), has(self.map), has(self.flatMap), has(self.dedupe), has(self.validate), has(self.enrich), has(self.window), has(self.cep), has(self.anomaly), has(self.join)].filter(x, x).size() == 1"
+    "(has(self.filter) ? 1 : 0) + (has(self.map) ? 1 : 0) + (has(self.flatMap) ? 1 : 0) + (has(self.dedupe) ? 1 : 0) + (has(self.validate) ? 1 : 0) + (has(self.enrich) ? 1 : 0) + (has(self.window) ? 1 : 0) + (has(self.cep) ? 1 : 0) + (has(self.anomaly) ? 1 : 0) + (has(self.join) ? 1 : 0) == 1"
 ).message("each step must set exactly one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join"))]
 pub struct StepSpec {
     /// Optional name for metrics and dead-letter provenance; default `<kind>-<index>`.

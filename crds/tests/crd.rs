@@ -64,3 +64,24 @@ fn schema_is_structural() {
     assert_eq!(scale["specReplicasPath"], ".spec.replicas");
     assert_eq!(scale["labelSelectorPath"], ".status.selector");
 }
+
+/// Regression: go-yaml (kubectl, the apiserver, Helm) reads `on` as `true`;
+/// the join step's `on` property made the apiserver refuse the whole CRD.
+/// Quoting must change nothing for a YAML 1.2 reader and leave no bare
+/// YAML 1.1 boolean word in a key or item position.
+#[test]
+fn crd_yaml_is_the_same_document_for_yaml_1_1_readers() {
+    let raw = serde_yaml_ng::to_string(&StreamPipeline::crd()).unwrap();
+    let quoted = tributary_crds::crd_yaml().unwrap();
+    let parse = |s: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s).unwrap();
+    assert_eq!(parse(&raw), parse(&quoted));
+    for line in quoted.lines() {
+        let t = line.trim_start().trim_start_matches("- ");
+        for word in ["on", "off", "yes", "no", "y", "n"] {
+            assert!(
+                t != word && !t.starts_with(&format!("{word}:")),
+                "bare YAML 1.1 boolean in: {line}"
+            );
+        }
+    }
+}
