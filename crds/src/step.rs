@@ -39,10 +39,10 @@ pub struct StepSpec {
     /// Windowed aggregation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowStep>,
-    /// Complex event processing. Not supported yet.
+    /// Complex event processing: match patterns per key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cep: Option<CepStep>,
-    /// Anomaly detection. Not supported yet.
+    /// Anomaly detection per key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<AnomalyStep>,
     /// Stream-stream interval join. Not supported yet.
@@ -237,27 +237,68 @@ pub struct EnrichStep {
     pub as_field: String,
 }
 
-/// `anomaly`: flag outliers per key.
+/// `anomaly`: flag outliers per key (see `docs/anomaly.md`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnomalyStep {
-    /// `zscore`, `mad` or `ewma`.
-    #[schemars(regex(pattern = r"^(zscore|mad|ewma)$"))]
-    pub method: String,
-    /// CEL expression for the observed value.
+    /// `zscore`, `iqr` or `isolationForest`.
+    pub method: AnomalyMethod,
+    /// CEL expression for the observed value: a number (an array of numbers for `isolationForest`).
     pub of: String,
-    /// Score above which a record is an anomaly.
-    pub threshold: f64,
-    /// Number of recent values per key the statistics cover.
+    /// Score above which a record is an anomaly: |z| for `zscore` (e.g. 3), the
+    /// anomaly score in (0, 1) for `isolationForest` (e.g. 0.6); for `iqr`, an
+    /// alias of `k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Number of recent values per key the statistics (or the forest's training sample) cover.
     #[serde(default = "default_anomaly_window")]
     pub window: u32,
     /// Grouping keys.
     #[serde(default)]
     pub key_by: Vec<crate::KeyBy>,
+    /// `iqr`: a value is an anomaly outside `[Q1 - k*IQR, Q3 + k*IQR]`; default 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<f64>,
+    /// `anomalies` (only flagged records) or `all` (every record, flagged or not).
+    #[serde(default)]
+    pub emit: AnomalyEmit,
+    /// `isolationForest`: values drawn from the window to grow each tree; default 256 (at most `window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_size: Option<u32>,
+    /// `isolationForest`: number of trees; default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees: Option<u32>,
+    /// `isolationForest`: random seed, so that runs are reproducible; default 42.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 fn default_anomaly_window() -> u32 {
     100
+}
+
+/// Anomaly detection methods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AnomalyMethod {
+    /// Distance from the rolling mean in rolling (sample) standard deviations.
+    #[default]
+    Zscore,
+    /// Outside the rolling quartiles' fences (Tukey).
+    Iqr,
+    /// Isolation forest trained on the rolling window.
+    IsolationForest,
+}
+
+/// Which records an anomaly step emits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AnomalyEmit {
+    /// Only anomalies.
+    #[default]
+    Anomalies,
+    /// Every record; `anomaly.isAnomaly` tells them apart.
+    All,
 }
 
 /// Join types.

@@ -5,6 +5,7 @@
 //! Every error names the field path the way a user would find it in YAML
 //! (`spec.steps[1].window.size`), and all errors are returned at once.
 
+mod cep;
 mod expr;
 mod steps;
 

@@ -83,7 +83,9 @@ pub(super) fn validate_steps(
                 }
             }
             StepKind::Window(w) => validate_window(w, &path, spec, sinks, errs),
-            StepKind::Enrich(_) | StepKind::Cep(_) | StepKind::Anomaly(_) | StepKind::Join(_) => {
+            StepKind::Cep(c) => super::cep::validate_cep(c, &path, errs),
+            StepKind::Anomaly(a) => super::cep::validate_anomaly(a, &path, errs),
+            StepKind::Enrich(_) | StepKind::Join(_) => {
                 errs.push(&path, not_supported(&format!("the {} step", kind.field())));
             }
         }
