@@ -1,5 +1,5 @@
 # The README's commands. `make test` is what CI runs (.ci/run).
-.PHONY: test lint unit e2e crds demo bench
+.PHONY: test lint unit e2e crds manifests demo bench
 
 # Everything: formatting and lints, unit/engine/CLI tests, then the test bed
 # (real control plane, Kafka, moto, Redis, NATS, Postgres, Pub/Sub) and the
@@ -16,9 +16,17 @@ unit:
 e2e:
 	e2e/run.sh
 
-# Regenerate crds/generated/streampipeline.yaml (a test fails when it drifts).
+# Regenerate crds/generated/streampipeline.yaml and its copies in the chart
+# and deploy/base (a test fails when any of them drifts).
 crds:
 	cargo run -q -p tributary-crds --bin crdgen > crds/generated/streampipeline.yaml
+	cp crds/generated/streampipeline.yaml charts/tributary/crds/streampipeline.yaml
+	cp crds/generated/streampipeline.yaml deploy/base/crd.yaml
+
+# Render deploy/base/operator.yaml from the chart (the test bed's helm).
+HELM ?= $(shell command -v helm || echo /tmp/tributary-testbed/bin/helm)
+manifests: crds
+	$(HELM) template tributary charts/tributary --namespace tributary-system > deploy/base/operator.yaml
 
 # The main job: a bundled pipeline on the built-in generator.
 demo:

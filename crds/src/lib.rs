@@ -45,6 +45,35 @@ pub use window::*;
 /// # Errors
 /// When serialization fails, which would be a bug in the types.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(&crd_value()).map(|y| yaml11::quote_yaml11_booleans(&y))
+}
+
+/// The CustomResourceDefinition as the apiserver should receive it.
+#[must_use]
+pub fn crd_value() -> serde_json::Value {
     use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&StreamPipeline::crd()).map(|y| yaml11::quote_yaml11_booleans(&y))
+    let mut crd = serde_json::to_value(StreamPipeline::crd()).unwrap_or_default();
+    unsigned_formats_to_minimum(&mut crd);
+    crd
+}
+
+/// schemars marks unsigned integers `format: uint32`/`uint64`, which the
+/// apiserver does not know (a warning on every apply); `minimum: 0` says the
+/// same thing in OpenAPI terms.
+fn unsigned_formats_to_minimum(node: &mut serde_json::Value) {
+    match node {
+        serde_json::Value::Object(obj) => {
+            let unsigned = obj
+                .get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with("uint"));
+            if unsigned {
+                obj.remove("format");
+                obj.entry("minimum").or_insert(0.into());
+            }
+            obj.values_mut().for_each(unsigned_formats_to_minimum);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unsigned_formats_to_minimum),
+        _ => {}
+    }
 }

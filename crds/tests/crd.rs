@@ -71,7 +71,7 @@ fn schema_is_structural() {
 /// YAML 1.1 boolean word in a key or item position.
 #[test]
 fn crd_yaml_is_the_same_document_for_yaml_1_1_readers() {
-    let raw = serde_yaml_ng::to_string(&StreamPipeline::crd()).unwrap();
+    let raw = serde_yaml_ng::to_string(&tributary_crds::crd_value()).unwrap();
     let quoted = tributary_crds::crd_yaml().unwrap();
     let parse = |s: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s).unwrap();
     assert_eq!(parse(&raw), parse(&quoted));
@@ -83,5 +83,27 @@ fn crd_yaml_is_the_same_document_for_yaml_1_1_readers() {
                 "bare YAML 1.1 boolean in: {line}"
             );
         }
+    }
+}
+
+/// Regression: the Helm chart and `kubectl apply -k deploy/` install copies
+/// of the CRD; a copy that lags the generated file installs an old API.
+#[test]
+fn chart_and_kustomize_copies_match_the_generated_crd() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap_or_default();
+    let generated = read("crds/generated/streampipeline.yaml");
+    assert!(
+        !generated.is_empty(),
+        "crds/generated/streampipeline.yaml is missing"
+    );
+    for copy in [
+        "charts/tributary/crds/streampipeline.yaml",
+        "deploy/base/crd.yaml",
+    ] {
+        assert!(
+            read(copy) == generated,
+            "{copy} differs from crds/generated/streampipeline.yaml; run `make crds`"
+        );
     }
 }
