@@ -1,0 +1,62 @@
+//! The kube-runtime `Controller`: a watch on `StreamPipeline`s and on every
+//! child kind (filtered to the operator's label), so that editing or
+//! deleting a child reconciles its owner at once.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource};
+use tributary_crds::StreamPipeline;
+
+use crate::children::MANAGED_SELECTOR;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves, then lets running
+/// reconciles finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let controller = Controller::new(
+        api::<StreamPipeline>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<ConfigMap>(&client, namespace), children.clone())
+    .owns(api::<Deployment>(&client, namespace), children.clone())
+    .owns(api::<Service>(&client, namespace), children.clone())
+    .owns(api::<PodDisruptionBudget>(&client, namespace), children)
+    .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            metrics
+                .pipelines
+                .set(i64::try_from(store.state().len()).unwrap_or(i64::MAX));
+            match result {
+                Ok((obj, _)) => tracing::debug!(pipeline = %obj, "reconciled"),
+                Err(error) => tracing::warn!(%error, "controller"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}

@@ -1,0 +1,208 @@
+//! One reconcile of one `StreamPipeline`: validate, server-side apply the
+//! children, write status, record events. Everything it decides comes from
+//! the pure functions in [`children`](crate::children) and
+//! [`conditions`](crate::conditions); this module only does I/O.
+
+mod apply;
+mod events;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tributary_crds::{FieldError, StreamPipeline, StreamPipelineStatus};
+
+use crate::children::{self, Children};
+use crate::metrics::Metrics;
+use crate::{Config, Error, FIELD_MANAGER, Result, conditions};
+
+/// How often a settled pipeline is looked at again (drift the watches
+/// missed, e.g. while the operator was down).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The apiserver.
+    pub client: Client,
+    /// What shapes the children.
+    pub config: Config,
+    /// Publishes `events.k8s.io` Events.
+    pub recorder: Recorder,
+    /// Reconcile counters and durations.
+    pub metrics: Metrics,
+    /// Consecutive failures per pipeline (`namespace/name`), for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for a controller.
+    #[must_use]
+    pub fn new(client: Client, config: Config, recorder: Recorder, metrics: Metrics) -> Self {
+        Self {
+            client,
+            config,
+            recorder,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn key(sp: &StreamPipeline) -> String {
+    format!("{}/{}", sp.namespace().unwrap_or_default(), sp.name_any())
+}
+
+/// What a successful reconcile found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    Invalid,
+}
+
+/// Reconciles `sp`; counts and times it.
+///
+/// # Errors
+/// When an apiserver call fails; the controller retries after
+/// [`error_policy`]'s backoff.
+pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let result = reconcile_inner(&sp, &ctx).await;
+    ctx.metrics.duration.observe(start.elapsed().as_secs_f64());
+    let label = match &result {
+        Ok(Outcome::Applied) => "ok",
+        Ok(Outcome::Invalid) => "invalid",
+        Err(e) => {
+            ctx.metrics
+                .failures
+                .with_label_values(&[e.metric_label()])
+                .inc();
+            "error"
+        }
+    };
+    ctx.metrics.reconciles.with_label_values(&[label]).inc();
+    if result.is_ok() {
+        ctx.failures().remove(&key(&sp));
+    }
+    result.map(|_| Action::requeue(RESYNC))
+}
+
+/// Retries a failed pipeline after 1 s, 2 s, 4 s, … up to [`RESYNC`].
+pub fn error_policy(sp: Arc<StreamPipeline>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key(&sp)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = Duration::from_secs(1 << n.min(9).saturating_sub(1)).min(RESYNC);
+    tracing::warn!(pipeline = %key(&sp), error = %err, attempt = n, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Every check the processor would make before running: the shared
+/// `validate` rules and the rendered config loading back.
+fn check(sp: &StreamPipeline) -> Result<(), Vec<FieldError>> {
+    tributary_crds::validate(&sp.spec)?;
+    let rendered = children::configmap::render(sp);
+    tributary_crds::load_pipeline(&rendered).map_err(|e| vec![e])?;
+    Ok(())
+}
+
+async fn reconcile_inner(sp: &StreamPipeline, ctx: &Context) -> Result<Outcome> {
+    let ns = sp.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    if sp.metadata.uid.is_none() {
+        return Err(Error::MissingMetadata("uid"));
+    }
+    if sp.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children through their owner references.
+        return Ok(Outcome::Applied);
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let generation = sp.metadata.generation;
+    let old = sp.status.as_ref();
+    if let Err(errors) = check(sp) {
+        let status = conditions::status(
+            old,
+            generation,
+            conditions::invalid(&errors),
+            None,
+            children::selector_string(sp),
+            &now,
+        );
+        if patch_status(sp, &ns, ctx, old, &status).await? {
+            events::invalid(ctx, sp, &errors).await;
+        }
+        return Ok(Outcome::Invalid);
+    }
+    let desired = Children::desired(sp, &ctx.config);
+    let applied = apply::all(&ctx.client, &ns, &desired).await?;
+    let spec_changed = old.and_then(|s| s.observed_generation) != generation;
+    events::after_apply(ctx, sp, &applied, &desired, spec_changed).await;
+    let d = &applied.deployment.after;
+    let counts = (
+        d.status
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(sp.spec.replicas),
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+    );
+    let status = conditions::status(
+        old,
+        generation,
+        conditions::from_deployment(d, sp.spec.replicas),
+        Some(counts),
+        children::selector_string(sp),
+        &now,
+    );
+    patch_status(sp, &ns, ctx, old, &status).await?;
+    Ok(Outcome::Applied)
+}
+
+/// Writes the fields of the status the reconciler owns, when they changed.
+/// Returns whether it wrote.
+async fn patch_status(
+    sp: &StreamPipeline,
+    ns: &str,
+    ctx: &Context,
+    old: Option<&StreamPipelineStatus>,
+    new: &StreamPipelineStatus,
+) -> Result<bool> {
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let api: Api<StreamPipeline> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "status": {
+            "observedGeneration": new.observed_generation,
+            "conditions": new.conditions,
+            "replicas": new.replicas,
+            "readyReplicas": new.ready_replicas,
+            "selector": new.selector,
+        }
+    });
+    let name = sp.name_any();
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch_status(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(format!("patching status of {ns}/{name}")))?;
+    tracing::debug!(pipeline = %key(sp), "status updated");
+    Ok(true)
+}
