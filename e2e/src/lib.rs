@@ -10,6 +10,10 @@
 //!   error that says to run `e2e/testbed up`, never a skipped test.
 //! - [`fixture`]: the loaded test bed, unique names, clients per identity.
 //! - [`poll`]: wait for a condition with a deadline instead of sleeping.
+//! - [`kafka`]: topics, keyed numbered workloads, read-to-the-end readers,
+//!   result checkers and the toxiproxy switch, for the Kafka pipeline tests.
+//! - [`process`]: local `tributary run` replicas a test kills, restarts,
+//!   scales and stops.
 //! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
 //! - [`runner`]: the pod runner. Under kwok, processor pods never run, so
 //!   the `pod-runner` binary starts the real `tributary` binary as a local
@@ -19,6 +23,8 @@
 
 pub mod env;
 pub mod fixture;
+pub mod kafka;
 pub mod poll;
+pub mod process;
 pub mod runner;
 pub mod tools;

@@ -6,39 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tributary_e2e::env::TestBed;
 use tributary_e2e::fixture::{testbed as bed, unique};
+use tributary_e2e::kafka::{config, create_topic, set_proxy};
 use tributary_e2e::poll::{self, Deadline};
 
 const WAIT: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn config(bootstrap: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
-    c
-}
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create()?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await?;
-    for r in results {
-        r.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-    }
-    Ok(())
-}
 
 fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Result<StreamConsumer> {
     let mut c = config(bootstrap);
@@ -254,28 +231,6 @@ async fn a_transaction_commits_output_and_consumer_offsets_together() -> Result<
         out.push(v);
     }
     assert_eq!(out, ["out-in0", "out-in1", "out-in2", "out-in3", "out-in4"]);
-    Ok(())
-}
-
-/// Enables or disables the toxiproxy proxy in front of Kafka.
-async fn set_proxy(bed: &TestBed, enabled: bool) -> Result<()> {
-    let url = format!(
-        "{}/proxies/{}",
-        bed.var("TOXIPROXY_URL")?,
-        bed.var("TOXIPROXY_KAFKA_PROXY")?
-    );
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&serde_json::json!({ "enabled": enabled }))
-        .send()
-        .await?;
-    ensure!(
-        resp.status().is_success(),
-        "toxiproxy {url}: {}",
-        resp.status()
-    );
-    let state: serde_json::Value = reqwest::get(&url).await?.json().await?;
-    ensure!(state["enabled"] == enabled, "proxy state {state}");
     Ok(())
 }
 

@@ -1,0 +1,379 @@
+//! The Kafka load benchmark (a program, not a test): how many events per
+//! second and per core the release `tributary` processes from Kafka to
+//! Kafka, and its end-to-end latency at half that rate.
+//!
+//! ```sh
+//! e2e/testbed up && . /tmp/tributary-testbed/env
+//! cargo build --release -p tributary-processor --bin tributary
+//! cargo run --release -p tributary-e2e --bin kafka-load -- --events 2000000
+//! ```
+//!
+//! For each guarantee (`exactlyOnce`, `atLeastOnce`) it runs the pipeline
+//! Kafka → filter → map → tumbling window (1 s, per user: count, sum) →
+//! Kafka, one processor process, in two phases:
+//!
+//! 1. throughput: the input topic (6 partitions) is filled with `--events`
+//!    clickstream events as fast as the broker takes them, then the
+//!    processor drains it. Events/s per core = events ÷ the processor's CPU
+//!    time (user + system, from `/proc/<pid>/stat`); the wall rate is from
+//!    the first to the last committed offset advance;
+//! 2. latency: a producer paced at half the measured wall rate writes
+//!    events whose event time is their produce time. A window `[s, e)` can
+//!    only be known complete at wall time `e` (event time = produce time),
+//!    so a result's latency is measured from `windowEnd`: *emitted* = the
+//!    output record's Kafka timestamp (set when the processor produced it)
+//!    − `windowEnd`; *visible* = the wall time a `read_committed` reader
+//!    received it − `windowEnd` (for exactly-once this includes waiting for
+//!    the transaction commit, i.e. up to one checkpoint interval).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use futures::future::try_join_all;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tributary_e2e::env::TestBed;
+use tributary_e2e::fixture::unique;
+use tributary_e2e::kafka::workload::pace;
+use tributary_e2e::kafka::{self, TIMEOUT, create_topic, producer, reader};
+use tributary_e2e::process::Fleet;
+
+#[derive(Parser, Debug)]
+#[command(about = "Kafka → tributary → Kafka throughput and latency")]
+struct Args {
+    /// Events for the throughput phase.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Input partitions.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Distinct users (window keys).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// The processor binary (a release build).
+    #[arg(long, default_value = "target/release/tributary")]
+    bin: std::path::PathBuf,
+    /// Guarantees to measure, comma separated.
+    #[arg(long, default_value = "exactlyOnce,atLeastOnce", value_delimiter = ',')]
+    guarantee: Vec<String>,
+    /// `checkpoint.interval` of the pipeline.
+    #[arg(long, default_value = "1s")]
+    checkpoint: String,
+    /// Seconds of paced input in the latency phase.
+    #[arg(long, default_value_t = 20)]
+    latency_seconds: u64,
+    /// Latency phase rate (events/s); default half the measured wall rate.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// Clickstream-like event `i` (deterministic but for `ts`/`sentMs`).
+fn event(i: u64, keys: u64, ts: i64) -> (String, String) {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let user = format!("u{}", z % keys);
+    let action = ["view", "click", "click", "purchase", "scroll"]
+        [usize::try_from((z >> 20) % 5).unwrap_or(0)];
+    let value = format!(
+        r#"{{"userId":"{user}","sessionId":"s{}","action":"{action}","page":"/p/{}","amount":{}.{:02},"latencyMs":{},"ts":{ts},"sentMs":{}}}"#,
+        (z >> 8) % 100_000,
+        (z >> 12) % 500,
+        (z >> 24) % 200,
+        (z >> 32) % 100,
+        (z >> 40) % 900,
+        now_ms()
+    );
+    (user, value)
+}
+
+fn pipeline(
+    name: &str,
+    brokers: &str,
+    input: &str,
+    output: &str,
+    guarantee: &str,
+    checkpoint: &str,
+) -> String {
+    format!(
+        "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: '{name}', namespace: bench}}
+spec:
+  source:
+    kafka: {{brokers: '{brokers}', topics: ['{input}'], group: '{name}', startFrom: earliest}}
+    format: {{type: json}}
+    eventTime: {{field: event.ts, format: epochMillis}}
+    watermark: {{maxOutOfOrderness: 0s}}
+  steps:
+    - filter: \"event.action != 'scroll'\"
+    - map: {{set: {{cents: \"event.amount * 100.0\"}}, remove: [page]}}
+    - window:
+        type: tumbling
+        size: 1s
+        keyBy: [event.userId]
+        aggregate: [{{name: events, fn: count}}, {{name: cents, fn: sum, of: event.cents}}]
+  sinks:
+    - {{name: out, kafka: {{topic: '{output}', key: event.userId}}}}
+  guarantee: {guarantee}
+  checkpoint: {{interval: {checkpoint}}}
+"
+    )
+}
+
+/// Produces `count` events at `rate` per second (0: as fast as possible);
+/// event time is `ts(i)`. Returns the achieved rate.
+async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    count: u64,
+    keys: u64,
+    rate: f64,
+    ts: impl Fn(u64) -> i64,
+) -> Result<f64> {
+    let started = Instant::now();
+    let batch = if rate > 0.0 {
+        ((rate / 50.0) as u64).max(1)
+    } else {
+        20_000
+    };
+    let mut i = 0;
+    while i < count {
+        let end = (i + batch).min(count);
+        let sends = (i..end).map(|n| {
+            let (key, value) = event(n, keys, ts(n));
+            async move {
+                p.send(FutureRecord::to(topic).key(&key).payload(&value), TIMEOUT)
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))
+            }
+        });
+        try_join_all(sends).await?;
+        i = end;
+        pace(started, i, rate).await;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// User + system CPU seconds of process `pid`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    let hz: f64 = String::from_utf8_lossy(&hz.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0);
+    Ok(ticks as f64 / hz)
+}
+
+struct Throughput {
+    wall: f64,
+    steady: f64,
+    cpu: f64,
+}
+
+async fn throughput(
+    args: &Args,
+    bootstrap: &str,
+    input: &str,
+    guarantee: &str,
+) -> Result<Throughput> {
+    let name = unique(&format!("load-{}", guarantee.to_lowercase()));
+    let output = format!("{name}-out");
+    create_topic(bootstrap, &output, args.partitions).await?;
+    let yaml = pipeline(
+        &name,
+        bootstrap,
+        input,
+        &output,
+        guarantee,
+        &args.checkpoint,
+    );
+    let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
+    let started = Instant::now();
+    fleet.add()?;
+    let pid = fleet.pid(0).context("processor pid")?;
+    let total: i64 = kafka::high_watermarks(bootstrap, input)?.iter().sum();
+    let mut first: Option<(Instant, i64)> = None;
+    let mut last = (started, 0);
+    let mut cpu = 0.0;
+    loop {
+        let done: i64 = kafka::committed(bootstrap, &name, input)?.iter().sum();
+        let now = Instant::now();
+        if done > last.1 {
+            if first.is_none() {
+                first = Some(last);
+            }
+            last = (now, done);
+            cpu = cpu_seconds(pid)?;
+        }
+        if done >= total {
+            break;
+        }
+        if fleet.running().is_empty() || started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the processor stopped or stalled at {done}/{total}:\n{}",
+                fleet.log_tails(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.stop_all(Duration::from_secs(30)).await?;
+    let (t0, n0) = first.unwrap_or((started, 0));
+    Ok(Throughput {
+        wall: last.0.duration_since(started).as_secs_f64(),
+        steady: (total - n0) as f64 / last.0.duration_since(t0).as_secs_f64().max(1e-3),
+        cpu,
+    })
+}
+
+struct Latency {
+    rate: f64,
+    results: usize,
+    emitted: (i64, i64),
+    visible: (i64, i64),
+}
+
+fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
+    v.sort_unstable();
+    let at = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(-1)
+    };
+    (at(0.5), at(0.99))
+}
+
+async fn latency(args: &Args, bootstrap: &str, guarantee: &str, rate: f64) -> Result<Latency> {
+    let name = unique(&format!("lat-{}", guarantee.to_lowercase()));
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    create_topic(bootstrap, &input, args.partitions).await?;
+    create_topic(bootstrap, &output, args.partitions).await?;
+    let yaml = pipeline(
+        &name,
+        bootstrap,
+        &input,
+        &output,
+        guarantee,
+        &args.checkpoint,
+    );
+    let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
+    fleet.add()?;
+    let consumer: StreamConsumer = reader(bootstrap, &unique("lat-reader"), true)?;
+    consumer.subscribe(&[&output])?;
+    let p = producer(bootstrap)?;
+    let count = (rate * args.latency_seconds as f64) as u64;
+    let t_start = now_ms();
+    let produced = produce(&p, &input, count, args.keys, rate, |_| now_ms());
+    let collect = async {
+        let mut got = Vec::new();
+        let stop_at = Instant::now() + Duration::from_secs(args.latency_seconds + 5);
+        while Instant::now() < stop_at {
+            if let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+            {
+                let arrival = now_ms();
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+                let end = v["windowEnd"].as_i64().unwrap_or_default();
+                got.push((end, m.timestamp().to_millis().unwrap_or(arrival), arrival));
+            }
+        }
+        anyhow::Ok(got)
+    };
+    let (produced, got) = tokio::join!(produced, collect);
+    produced?;
+    let got = got?;
+    fleet.stop_all(Duration::from_secs(30)).await?;
+    let t_end = t_start + i64::try_from(args.latency_seconds)? * 1000;
+    // Skip the first 5 s (startup, group join) and windows that could not
+    // close before the producer stopped.
+    let kept: Vec<_> = got
+        .into_iter()
+        .filter(|(end, _, _)| *end > t_start + 5_000 && *end <= t_end)
+        .collect();
+    Ok(Latency {
+        rate,
+        results: kept.len(),
+        emitted: p50_p99(kept.iter().map(|(e, ts, _)| ts - e).collect()),
+        visible: p50_p99(kept.iter().map(|(e, _, a)| a - e).collect()),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if !args.bin.is_file() {
+        bail!(
+            "{} is missing: cargo build --release -p tributary-processor --bin tributary",
+            args.bin.display()
+        );
+    }
+    let bed = TestBed::load()?;
+    let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let input = unique("load-in");
+    create_topic(&bootstrap, &input, args.partitions).await?;
+    let p = producer(&bootstrap)?;
+    let base = 1_700_000_000_000;
+    let keys = args.keys;
+    let produce_rate = produce(&p, &input, args.events, keys, 0.0, |i| {
+        base + i64::try_from(i).unwrap_or(0)
+    })
+    .await?;
+    eprintln!("produced {} events at {produce_rate:.0}/s", args.events);
+
+    let mut rows = BTreeMap::new();
+    for g in &args.guarantee {
+        let t = throughput(&args, &bootstrap, &input, g).await?;
+        eprintln!(
+            "{g}: throughput wall {:.1}s steady {:.0}/s cpu {:.1}s",
+            t.wall, t.steady, t.cpu
+        );
+        let rate = args.rate.unwrap_or(t.steady / 2.0);
+        let l = latency(&args, &bootstrap, g, rate).await?;
+        rows.insert(g.clone(), (t, l));
+    }
+    println!(
+        "\n{} events, {} partitions, {} keys, checkpoint {}, producer {produce_rate:.0} ev/s\n",
+        args.events, args.partitions, args.keys, args.checkpoint
+    );
+    println!(
+        "| guarantee | wall s | steady ev/s | CPU s | cores used | ev/s per core (CPU) | latency rate ev/s | results | emitted p50/p99 ms | visible p50/p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (g, (t, l)) in rows {
+        println!(
+            "| {g} | {:.1} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {} | {}/{} | {}/{} |",
+            t.wall,
+            t.steady,
+            t.cpu,
+            t.cpu / t.wall,
+            args.events as f64 / t.cpu.max(1e-3),
+            l.rate,
+            l.results,
+            l.emitted.0,
+            l.emitted.1,
+            l.visible.0,
+            l.visible.1
+        );
+    }
+    Ok(())
+}

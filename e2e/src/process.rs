@@ -1,0 +1,339 @@
+//! Local `tributary run -f` processes: a fleet of replicas of one pipeline
+//! that a test starts, kills with SIGKILL, restarts, scales and stops, as
+//! Kubernetes would do to the processor pods.
+//!
+//! Each replica slot has a stable name, passed as `POD_NAME` (a restarted
+//! container keeps its pod's name, and so its transactional id: the new
+//! process fences the killed one's open transaction at once). Logs of every
+//! start go to `<dir>/<slot>.<start>.log`; a fleet kills what is still
+//! running when dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::poll::Deadline;
+
+/// Errors managing processor processes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `tributary` binary is not built.
+    #[error(
+        "the processor binary {0} is missing: build it with `cargo build -p \
+         tributary-processor --bin tributary` (e2e/run.sh does) or set TRIBUTARY_BIN"
+    )]
+    NoBinary(PathBuf),
+    /// Writing the pipeline or a log file, or spawning, failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A signal could not be sent.
+    #[error("signalling {slot}: {source}")]
+    Signal {
+        /// The replica.
+        slot: String,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
+    /// A replica did not exit in time after SIGTERM.
+    #[error(transparent)]
+    Timeout(#[from] crate::poll::Timeout),
+}
+
+/// Result of fleet operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The `tributary` binary: `TRIBUTARY_BIN`, else the workspace's debug build.
+#[must_use]
+pub fn tributary_bin() -> PathBuf {
+    std::env::var_os("TRIBUTARY_BIN").map_or_else(
+        || {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                PathBuf::from,
+            );
+            target.join("debug/tributary")
+        },
+        PathBuf::from,
+    )
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// One replica slot.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// Replicas of one pipeline file.
+#[derive(Debug)]
+pub struct Fleet {
+    bin: PathBuf,
+    dir: PathBuf,
+    keep: bool,
+    file: PathBuf,
+    env: Vec<(String, String)>,
+    slots: Vec<Slot>,
+    /// SIGKILLs sent so far.
+    pub kills: u32,
+    /// Replicas that exited on their own (slot, status).
+    pub crashes: Vec<(String, ExitStatus)>,
+}
+
+impl Fleet {
+    /// Writes `yaml` as the pipeline file of a new, empty fleet run by
+    /// `bin`, whose replicas get `env` on top of this process's environment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoBinary`] when `bin` does not exist; [`Error::Io`] when the
+    /// pipeline cannot be written.
+    pub fn new(bin: &Path, yaml: &str, env: &[(&str, &str)]) -> Result<Self> {
+        if !bin.is_file() {
+            return Err(Error::NoBinary(bin.to_owned()));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("tributary-fleet-")
+            .tempdir()
+            .map_err(io("creating the fleet directory"))?
+            .keep();
+        let file = dir.join("pipeline.yaml");
+        std::fs::write(&file, yaml).map_err(io(format!("writing {}", file.display())))?;
+        Ok(Self {
+            bin: bin.to_owned(),
+            dir,
+            keep: false,
+            file,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            slots: Vec::new(),
+            kills: 0,
+            crashes: Vec::new(),
+        })
+    }
+
+    /// The folder holding the pipeline file and the logs.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Keeps the folder after the fleet is dropped (to read the logs of a
+    /// failed test) and returns its path.
+    pub fn keep_logs(&mut self) -> &Path {
+        self.keep = true;
+        &self.dir
+    }
+
+    /// Number of slots (running or not).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the fleet has no slot.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds a slot and starts its replica; returns its index.
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be spawned.
+    pub fn add(&mut self) -> Result<usize> {
+        let i = self.slots.len();
+        self.slots.push(Slot {
+            name: format!("replica-{i}"),
+            child: None,
+            starts: 0,
+        });
+        self.start(i)?;
+        Ok(i)
+    }
+
+    /// (Re)starts the replica of slot `i` (which must not be running).
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be spawned.
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        let slot = &mut self.slots[i];
+        slot.starts += 1;
+        let log = self.dir.join(format!("{}.{}.log", slot.name, slot.starts));
+        let out = File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out.try_clone().map_err(io("cloning the log handle"))?;
+        let child = Command::new(&self.bin)
+            .args(["run", "-f"])
+            .arg(&self.file)
+            .env("POD_NAME", &slot.name)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io(format!("spawning {}", self.bin.display())))?;
+        slot.child = Some(child);
+        Ok(())
+    }
+
+    /// The process id of slot `i`'s replica, while it runs.
+    #[must_use]
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.slots.get(i)?.child.as_ref().map(Child::id)
+    }
+
+    /// Indices of the slots whose replica is running (noting crashes).
+    pub fn running(&mut self) -> Vec<usize> {
+        self.reap();
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].child.is_some())
+            .collect()
+    }
+
+    /// Records replicas that exited on their own.
+    fn reap(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(child) = &mut slot.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.crashes.push((slot.name.clone(), status));
+                slot.child = None;
+            }
+        }
+    }
+
+    /// SIGKILLs the replica of slot `i` (`kill -9`: no cleanup at all).
+    ///
+    /// # Errors
+    ///
+    /// When the signal cannot be sent.
+    pub fn kill9(&mut self, i: usize) -> Result<()> {
+        self.reap();
+        let slot = &mut self.slots[i];
+        if let Some(mut child) = slot.child.take() {
+            signal(&slot.name, &child, Signal::SIGKILL)?;
+            let _ = child.wait();
+            self.kills += 1;
+        }
+        Ok(())
+    }
+
+    /// SIGTERMs the replica of slot `i` and waits up to `timeout` for it to
+    /// exit; returns its exit status (`None` when it was not running).
+    ///
+    /// # Errors
+    ///
+    /// When the signal cannot be sent or the replica does not exit in time
+    /// (it is then killed).
+    pub async fn stop(&mut self, i: usize, timeout: Duration) -> Result<Option<ExitStatus>> {
+        self.reap();
+        let slot = &mut self.slots[i];
+        let Some(mut child) = slot.child.take() else {
+            return Ok(None);
+        };
+        signal(&slot.name, &child, Signal::SIGTERM)?;
+        let deadline = Deadline::new(&format!("{} to exit after SIGTERM", slot.name), timeout);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(Some(status));
+            }
+            if let Err(e) = deadline.check("still running") {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every running replica (SIGTERM, in parallel) and returns the
+    /// slots whose exit status was not success.
+    ///
+    /// # Errors
+    ///
+    /// When a replica does not exit within `timeout`.
+    pub async fn stop_all(&mut self, timeout: Duration) -> Result<Vec<(String, ExitStatus)>> {
+        let running = self.running();
+        for i in &running {
+            if let Some(child) = &self.slots[*i].child {
+                signal(&self.slots[*i].name, child, Signal::SIGTERM)?;
+            }
+        }
+        let mut failed = Vec::new();
+        for i in running {
+            if let Some(status) = self.stop(i, timeout).await?
+                && !status.success()
+            {
+                failed.push((self.slots[i].name.clone(), status));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The last `lines` lines of every log, for a failure message.
+    #[must_use]
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let mut logs: Vec<_> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        for p in logs {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", p.display()));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn kill_all(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(mut child) = slot.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.kill_all();
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn signal(slot: &str, child: &Child, sig: Signal) -> Result<()> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    kill(pid, sig).map_err(|source| Error::Signal {
+        slot: slot.to_owned(),
+        source,
+    })
+}

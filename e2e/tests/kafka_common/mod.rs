@@ -1,0 +1,200 @@
+// Each test file includes this module and uses only part of it.
+#![allow(dead_code)]
+
+//! What the Kafka pipeline tests share: topics and replicas of one
+//! scenario, the chaos loop, waiting until the input is consumed, and
+//! reading the results back.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use tributary_e2e::env::TestBed;
+use tributary_e2e::fixture::{testbed, unique};
+use tributary_e2e::kafka::output::{Check, OutRecord, read_to_end};
+use tributary_e2e::kafka::pipeline::PipelineSpec;
+use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::kafka::{self, create_topic, lag, producer};
+use tributary_e2e::poll::Deadline;
+use tributary_e2e::process::{Fleet, tributary_bin};
+
+/// Partitions of every input topic.
+pub const PARTITIONS: i32 = 6;
+
+/// Environment of every replica: quicker failure detection than the
+/// defaults where the processor honours it (`TRIBUTARY_KAFKA_*`), and logs
+/// that say what the Kafka code does.
+pub const REPLICA_ENV: &[(&str, &str)] = &[
+    ("RUST_LOG", "info"),
+    ("TRIBUTARY_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+];
+
+/// Topics, a pipeline and its input, for one test.
+pub struct Scenario {
+    /// The test bed.
+    pub bed: TestBed,
+    /// Direct bootstrap (producers and readers of the test).
+    pub bootstrap: String,
+    /// The input.
+    pub workload: Workload,
+    /// The pipeline the replicas run.
+    pub spec: PipelineSpec,
+}
+
+impl Scenario {
+    /// Creates fresh input, output and dead-letter topics for a pipeline
+    /// with `guarantee`; its replicas reach Kafka through toxiproxy when
+    /// `proxied`.
+    pub async fn new(
+        prefix: &str,
+        workload: Workload,
+        guarantee: &'static str,
+        proxied: bool,
+    ) -> Result<Self> {
+        let bed = testbed();
+        let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+        let name = unique(prefix);
+        let spec = PipelineSpec {
+            brokers: bed
+                .var(if proxied {
+                    "KAFKA_BOOTSTRAP_PROXIED"
+                } else {
+                    "KAFKA_BOOTSTRAP"
+                })?
+                .to_owned(),
+            input: format!("{name}-in"),
+            output: format!("{name}-out"),
+            dead_letter: format!("{name}-dlq"),
+            group: Some(format!("{name}-group")),
+            guarantee,
+            checkpoint: "1s",
+            window: "1s",
+            name,
+        };
+        create_topic(&bootstrap, &spec.input, PARTITIONS).await?;
+        create_topic(&bootstrap, &spec.output, 3).await?;
+        create_topic(&bootstrap, &spec.dead_letter, 1).await?;
+        Ok(Self {
+            bed,
+            bootstrap,
+            workload,
+            spec,
+        })
+    }
+
+    /// A fleet of replicas of `spec` (none started yet).
+    pub fn fleet(&self, spec: &PipelineSpec) -> Result<Fleet> {
+        Ok(Fleet::new(&tributary_bin(), &spec.yaml(), REPLICA_ENV)?)
+    }
+
+    /// Produces the whole workload at `rate` events/s (0: at once), then
+    /// the flush events that close every window.
+    pub async fn produce(&self, rate: f64) -> Result<()> {
+        let p = producer(&self.bootstrap)?;
+        self.workload
+            .produce(&p, &self.spec.input, 0..self.workload.events, rate)
+            .await?;
+        self.workload
+            .produce_flush(&p, &self.spec.input, PARTITIONS)
+            .await?;
+        Ok(())
+    }
+
+    /// Records of `group` committed on the input so far.
+    pub fn progress(&self, group: &str) -> Result<i64> {
+        Ok(kafka::committed(&self.bootstrap, group, &self.spec.input)?
+            .iter()
+            .sum())
+    }
+
+    /// Waits until `group` has committed every input record (flush events
+    /// included: every window has fired and its result is committed).
+    pub async fn wait_consumed(
+        &self,
+        group: &str,
+        fleet: &mut Fleet,
+        within: Duration,
+    ) -> Result<()> {
+        let deadline = Deadline::new(&format!("{group} to consume {}", self.spec.input), within);
+        loop {
+            let left = lag(&self.bootstrap, group, &self.spec.input)?;
+            let running = fleet.running().len();
+            if left == 0 {
+                return Ok(());
+            }
+            if let Err(e) = deadline.check(format!("lag {left}, {running} replicas running")) {
+                anyhow::bail!("{e}\n{}", fleet.log_tails(15));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stops every replica with SIGTERM and checks each exited 0.
+    pub async fn stop(&self, fleet: &mut Fleet) -> Result<()> {
+        let failed = fleet.stop_all(Duration::from_secs(30)).await?;
+        ensure!(
+            failed.is_empty(),
+            "replicas exited non-zero after SIGTERM: {failed:?}\n{}",
+            fleet.log_tails(15)
+        );
+        Ok(())
+    }
+
+    /// Every record of `topic`, read with `read_committed` when asked.
+    pub async fn read(&self, topic: &str, read_committed: bool) -> Result<Vec<OutRecord>> {
+        read_to_end(
+            &self.bootstrap,
+            topic,
+            read_committed,
+            Duration::from_secs(60),
+        )
+        .await
+        .with_context(|| format!("reading {topic}"))
+    }
+
+    /// The output compared with the expectation.
+    pub async fn check(&self, output: &str, read_committed: bool) -> Result<Check> {
+        let records = self.read(output, read_committed).await?;
+        Ok(Check::new(&self.workload.expected(), &records))
+    }
+}
+
+/// Kills a random running replica with SIGKILL every `every` and restarts
+/// it at once (as the kubelet restarts a crashed container), until
+/// dropped. Never returns.
+pub async fn chaos(fleet: &mut Fleet, every: Duration) -> Result<()> {
+    let mut rng = Rng::seeded();
+    eprintln!("chaos: seed {}", rng.0);
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next.into()).await;
+        next += every;
+        let running = fleet.running();
+        if running.is_empty() {
+            continue;
+        }
+        let victim = running[rng.below(running.len())];
+        fleet.kill9(victim)?;
+        fleet.start(victim)?;
+        eprintln!("chaos: kill -9 replica-{victim} (kill #{})", fleet.kills);
+    }
+}
+
+/// A small xorshift generator (which replica to kill), seeded by the clock.
+pub struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(7);
+        Self(u64::from(nanos) | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap_or_default()
+    }
+}

@@ -1,0 +1,231 @@
+//! Kafka pipelines on the test bed, black box: keyed state follows its
+//! partitions through rebalances, and bad input goes to the dead-letter
+//! topic with its provenance while the rest is processed.
+
+mod kafka_common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use kafka_common::{PARTITIONS, Scenario};
+use tributary_e2e::kafka::output::Check;
+use tributary_e2e::kafka::pipeline::PipelineSpec;
+use tributary_e2e::kafka::producer;
+use tributary_e2e::kafka::workload::{Landed, Workload, send};
+use tributary_e2e::poll::Deadline;
+use tributary_e2e::process::Fleet;
+
+/// Waits until `group` has committed at least `records` input records.
+async fn wait_progress(s: &Scenario, group: &str, records: u64, fleet: &mut Fleet) -> Result<()> {
+    let want = i64::try_from(records)?;
+    let deadline = Deadline::new(
+        &format!("{group} to commit {want} records"),
+        Duration::from_secs(90),
+    );
+    loop {
+        let done = s.progress(group)?;
+        if done >= want {
+            return Ok(());
+        }
+        if let Err(e) = deadline.check(done) {
+            anyhow::bail!("{e}\n{}", fleet.log_tails(15));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_moves_with_partitions_when_replicas_go_2_3_1() -> Result<()> {
+    let events = 90_000;
+    let s = Scenario::new(
+        "rebalance",
+        Workload::new(events, 30, 2, 1_000),
+        "exactlyOnce",
+        false,
+    )
+    .await?;
+    // The reference: one replica alone, on the same input, in its own group
+    // and output topic.
+    let single = PipelineSpec {
+        name: format!("{}-single", s.spec.name),
+        output: format!("{}-single-out", s.spec.name),
+        group: Some(format!("{}-single-group", s.spec.name)),
+        ..s.spec.clone()
+    };
+    tributary_e2e::kafka::create_topic(&s.bootstrap, &single.output, 3).await?;
+    let mut reference = s.fleet(&single)?;
+    reference.add()?;
+    let mut fleet = s.fleet(&s.spec)?;
+    fleet.add()?;
+    fleet.add()?;
+
+    let group = s.spec.group();
+    let scale = async {
+        wait_progress(&s, &group, events / 3, &mut fleet).await?;
+        fleet.add()?;
+        eprintln!(
+            "rebalance: 2 → 3 replicas at {} committed",
+            s.progress(&group)?
+        );
+        wait_progress(&s, &group, 2 * events / 3, &mut fleet).await?;
+        for i in 0..2 {
+            fleet.stop(i, Duration::from_secs(30)).await?;
+        }
+        eprintln!(
+            "rebalance: 3 → 1 replica at {} committed",
+            s.progress(&group)?
+        );
+        anyhow::Ok(())
+    };
+    let (produced, scaled) =
+        tokio::join!(s.produce(f64::from(u32::try_from(events)?) / 25.0), scale);
+    produced?;
+    scaled?;
+    s.wait_consumed(&group, &mut fleet, Duration::from_secs(120))
+        .await?;
+    s.wait_consumed(&single.group(), &mut reference, Duration::from_secs(120))
+        .await?;
+    let crashed = [fleet.crashes.clone(), reference.crashes.clone()].concat();
+    s.stop(&mut fleet).await?;
+    s.stop(&mut reference).await?;
+    ensure!(
+        crashed.is_empty(),
+        "replicas exited on their own: {crashed:?}"
+    );
+
+    let sorted = |records: Vec<tributary_e2e::kafka::output::OutRecord>| {
+        let mut v: Vec<String> = records.into_iter().map(|r| r.value).collect();
+        v.sort();
+        v
+    };
+    let scaled_out = s.read(&s.spec.output, true).await?;
+    let check = Check::new(&s.workload.expected(), &scaled_out);
+    let single_out = sorted(s.read(&single.output, true).await?);
+    let scaled_out = sorted(scaled_out);
+    eprintln!(
+        "rebalance 2→3→1: N={events}, {} results scaled vs {} single; {check}",
+        scaled_out.len(),
+        single_out.len()
+    );
+    ensure!(
+        scaled_out == single_out,
+        "the scaled run's results differ from the single replica's ({} vs {} records)",
+        scaled_out.len(),
+        single_out.len()
+    );
+    ensure!(check.exactly_once(), "{check}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_go_to_the_dead_letter_topic_with_provenance() -> Result<()> {
+    let good = 100_000;
+    let bad_every = 10; // one malformed record after every 10 good ones
+    let mut s = Scenario::new(
+        "dlq",
+        Workload::new(good, 50, 2, 1_000),
+        "atLeastOnce",
+        false,
+    )
+    .await?;
+    // The default group, `<namespace>.<name>`.
+    s.spec.group = None;
+    let mut fleet = s.fleet(&s.spec)?;
+    fleet.add()?;
+
+    let p = producer(&s.bootstrap)?;
+    let mut bad: BTreeSet<Landed> = BTreeSet::new();
+    let w = s.workload;
+    for chunk in (0..good).collect::<Vec<_>>().chunks(5_000) {
+        let sends = chunk.iter().map(|&i| {
+            let (p, topic) = (&p, &s.spec.input);
+            async move {
+                let (key, value) = (w.user(i), w.value(i));
+                send(p, topic, None, &key, value.as_bytes()).await?;
+                if i % bad_every == bad_every - 1 {
+                    let junk = format!("not json {i} {{");
+                    return Ok::<_, tributary_e2e::kafka::Error>(Some(
+                        send(p, topic, None, &key, junk.as_bytes()).await?,
+                    ));
+                }
+                Ok(None)
+            }
+        });
+        for landed in futures::future::try_join_all(sends)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            bad.insert(landed);
+        }
+    }
+    w.produce_flush(&p, &s.spec.input, PARTITIONS).await?;
+    ensure!(
+        bad.len() == 10_000,
+        "produced {} malformed records",
+        bad.len()
+    );
+
+    s.wait_consumed(&s.spec.group(), &mut fleet, Duration::from_secs(120))
+        .await?;
+    let crashed = fleet.crashes.clone();
+    s.stop(&mut fleet).await?;
+    ensure!(
+        crashed.is_empty(),
+        "the replica exited on its own: {crashed:?}"
+    );
+
+    let dead = s.read(&s.spec.dead_letter, false).await?;
+    let mut seen = BTreeSet::new();
+    for d in &dead {
+        let h = |name: &str| {
+            d.header(name)
+                .with_context(|| format!("dead letter without header {name}: {d:?}"))
+        };
+        ensure!(h("tributary.source.topic")? == s.spec.input, "{d:?}");
+        ensure!(
+            !h("tributary.step")?.is_empty() && !h("tributary.error")?.is_empty(),
+            "{d:?}"
+        );
+        let at = Landed {
+            partition: h("tributary.source.partition")?.parse()?,
+            offset: h("tributary.source.offset")?.parse()?,
+        };
+        ensure!(
+            bad.contains(&at),
+            "dead letter for a good record {at:?}: {d:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&d.value)?;
+        ensure!(
+            v["step"].is_string() && v["error"].is_string(),
+            "{}",
+            d.value
+        );
+        seen.insert(at);
+    }
+    let check = s.check(&s.spec.output, false).await?;
+    eprintln!(
+        "dead letters: {} malformed produced, {} dead letters ({} distinct); good: {check}",
+        bad.len(),
+        dead.len(),
+        seen.len()
+    );
+    ensure!(
+        seen == bad,
+        "{} of {} malformed records reached the dead-letter topic",
+        seen.len(),
+        bad.len()
+    );
+    ensure!(
+        dead.len() == bad.len(),
+        "{} dead letters for {} malformed records",
+        dead.len(),
+        bad.len()
+    );
+    ensure!(
+        check.at_least_once(),
+        "good records not all processed: {check}"
+    );
+    Ok(())
+}
