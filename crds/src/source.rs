@@ -44,7 +44,8 @@ pub struct SourceSpec {
     /// How record values are decoded.
     #[serde(default)]
     pub format: FormatSpec,
-    /// Where event time comes from; absent means processing time.
+    /// Where event time comes from; absent means processing time, except for a
+    /// Kafka source, whose record timestamp is then the event time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTimeSpec>,
     /// How watermarks follow event time.

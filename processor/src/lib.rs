@@ -11,7 +11,10 @@
 //! - [`step`]: filter, map, flatMap, dedupe, validate and window steps.
 //! - [`sink`]: stdout, file and null sinks, dead letters.
 //! - [`runtime`]: the engine loop, metrics and progress.
+//! - `connector`: brokers behind cargo features (`kafka`, on by default).
 
+#[cfg(feature = "kafka")]
+pub mod connector;
 pub mod expr;
 pub mod flow;
 pub mod record;

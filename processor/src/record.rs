@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 /// Where a record was read, so a dead letter can name it and a checkpoint
-/// can commit it.
+/// can commit it. Records a step derives (window results) have offset
+/// [`Position::DERIVED`]: they hold no input position.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Position {
     /// Topic, stream, file path or `generator`.
@@ -14,6 +15,11 @@ pub struct Position {
     pub partition: i32,
     /// Offset, sequence or line number within the partition.
     pub offset: i64,
+}
+
+impl Position {
+    /// The offset of records that were not read but derived (window results).
+    pub const DERIVED: i64 = -1;
 }
 
 /// One record: key, decoded value, headers, event time and provenance.
@@ -32,6 +38,10 @@ pub struct Record {
     pub event_time: i64,
     /// Where it was read.
     pub position: Position,
+    /// Re-read to rebuild state after a restore (its offset is below the
+    /// committed position): steps take it into their state, but nothing it
+    /// causes directly reaches a sink or the dead-letter sink again.
+    pub replay: bool,
 }
 
 impl Record {
@@ -44,6 +54,7 @@ impl Record {
             headers: Vec::new(),
             event_time,
             position: Position::default(),
+            replay: false,
         }
     }
 }

@@ -112,9 +112,9 @@ fn an_unknown_variable_in_an_expression_is_named() {
 #[test]
 fn an_unsupported_source_is_named() {
     let spec = resource(&format!(
-        "  source: {{kafka: {{brokers: 'kafka:9092', topics: [clicks]}}}}\n{STDOUT}"
+        "  source: {{kinesis: {{stream: clicks, region: us-east-1}}}}\n{STDOUT}"
     ));
-    assert_rejected(&spec, "spec.source.kafka", &["not supported yet"]);
+    assert_rejected(&spec, "spec.source.kinesis", &["not supported yet"]);
 }
 
 #[test]

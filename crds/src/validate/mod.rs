@@ -91,6 +91,19 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
             }
             SourceKind::Stdin(_) => {}
+            SourceKind::Kafka(k) => {
+                if k.brokers.trim().is_empty() {
+                    errs.push("spec.source.kafka.brokers", "must not be empty");
+                }
+                if k.topics.is_empty() {
+                    errs.push("spec.source.kafka.topics", "at least one topic is required");
+                }
+                for (i, t) in k.topics.iter().enumerate() {
+                    if t.trim().is_empty() {
+                        errs.push(format!("spec.source.kafka.topics[{i}]"), "must not be empty");
+                    }
+                }
+            }
             other => errs.push(
                 format!("spec.source.{}", other.field()),
                 not_supported(&format!("the {} source", other.field())),
@@ -118,8 +131,22 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
     }
 }
 
-fn validate_sink(sink: &SinkSpec, path: &str, errs: &mut Errors) {
+fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Errors) {
     match sink.kinds().as_slice() {
+        [SinkKind::Kafka(k)] => {
+            if k.topic.trim().is_empty() {
+                errs.push(format!("{path}.kafka.topic"), "must not be empty");
+            }
+            if let Some(key) = &k.key {
+                expr::check_into(key, &format!("{path}.kafka.key"), &["event"], errs);
+            }
+            if !kafka_source {
+                errs.push(
+                    format!("{path}.kafka"),
+                    not_supported("a kafka sink without a kafka source"),
+                );
+            }
+        }
         [] => errs.push(path, "no sink kind set; set one of kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file, blackhole"),
         [SinkKind::File(f)] => {
             if f.path.trim().is_empty() {
@@ -143,6 +170,7 @@ fn validate_sink(sink: &SinkSpec, path: &str, errs: &mut Errors) {
 
 fn validate_sinks(spec: &StreamPipelineSpec, errs: &mut Errors) -> HashSet<String> {
     let mut names = HashSet::new();
+    let kafka_source = spec.source.kafka.is_some();
     if spec.sinks.is_empty() {
         errs.push("spec.sinks", "at least one sink is required");
     }
@@ -159,21 +187,55 @@ fn validate_sinks(spec: &StreamPipelineSpec, errs: &mut Errors) -> HashSet<Strin
                 ),
             );
         }
-        validate_sink(sink, &path, errs);
+        validate_sink(sink, &path, kafka_source, errs);
     }
     if let Some(dl) = &spec.dead_letter {
-        validate_sink(dl, "spec.deadLetter", errs);
+        validate_sink(dl, "spec.deadLetter", kafka_source, errs);
     }
     names
 }
 
-fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
-    if spec.guarantee == Guarantee::ExactlyOnce {
+/// Exactly-once is one Kafka transaction: a Kafka source, and every sink
+/// (dead letters too) on the source's cluster.
+fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
+    let Some(src) = &spec.source.kafka else {
         errs.push(
             "spec.guarantee",
-            not_supported("exactlyOnce (it needs the Kafka or Postgres connectors)")
-                + "; use atLeastOnce",
+            not_supported("exactlyOnce with a source other than kafka") + "; use atLeastOnce",
         );
+        return;
+    };
+    let sinks = spec
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("spec.sinks[{i}]"), s))
+        .chain(
+            spec.dead_letter
+                .iter()
+                .map(|s| ("spec.deadLetter".to_owned(), s)),
+        );
+    for (path, sink) in sinks {
+        match sink.kind() {
+            Some(SinkKind::Kafka(k)) if k.brokers.as_ref().is_some_and(|b| b != &src.brokers) => {
+                errs.push(
+                    format!("{path}.kafka.brokers"),
+                    "exactlyOnce writes in one transaction on the source's cluster; leave brokers unset or equal to spec.source.kafka.brokers",
+                );
+            }
+            Some(SinkKind::Kafka(_)) | None => {}
+            Some(other) => errs.push(
+                format!("{path}.{}", other.field()),
+                not_supported(&format!("exactlyOnce with a {} sink", other.field()))
+                    + "; use kafka sinks or guarantee: atLeastOnce",
+            ),
+        }
+    }
+}
+
+fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
+    if spec.guarantee == Guarantee::ExactlyOnce {
+        validate_exactly_once(spec, errs);
     }
     if spec.checkpoint.interval.is_zero() {
         errs.push("spec.checkpoint.interval", "must be positive");

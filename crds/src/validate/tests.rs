@@ -163,14 +163,13 @@ fn sink_names_unique_and_referenced() {
 
 #[test]
 fn unsupported_sections_are_refused_not_ignored() {
-    let spec = load_pipeline("source: {kafka: {brokers: 'k:9092', topics: [t]}}\nsinks: [{name: o, kafka: {topic: t2}}]\nguarantee: exactlyOnce\nautoscaling: {enabled: true}\n").unwrap().spec;
+    let spec = load_pipeline("source: {stdin: {}}\nsinks: [{name: o, kafka: {topic: t2}}]\nguarantee: exactlyOnce\nautoscaling: {enabled: true}\n").unwrap().spec;
     let errs: Vec<String> = validate(&spec)
         .unwrap_err()
         .iter()
         .map(ToString::to_string)
         .collect();
     for path in [
-        "spec.source.kafka",
         "spec.sinks[0].kafka",
         "spec.guarantee",
         "spec.autoscaling.enabled",
@@ -194,5 +193,56 @@ fn backpressure_sample_needs_rate() {
         "backpressure: {onOverflow: sample, sampleRate: 0}",
         "spec.backpressure.sampleRate",
         "(0, 1]",
+    );
+}
+
+const KAFKA: &str = "source: {kafka: {brokers: 'k:9092', topics: [t]}}\n";
+
+fn kafka_errors(rest: &str) -> Vec<String> {
+    let spec = load_pipeline(&format!("{KAFKA}{rest}"))
+        .expect("parses")
+        .spec;
+    validate(&spec).map_or_else(|e| e.iter().map(ToString::to_string).collect(), |()| vec![])
+}
+
+#[test]
+fn exactly_once_kafka_to_kafka_passes() {
+    let errs = kafka_errors(
+        "sinks: [{name: o, kafka: {topic: out, key: event.userId}}]\ndeadLetter: {kafka: {topic: dlq}}\nguarantee: exactlyOnce\n",
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn exactly_once_needs_every_sink_in_the_source_cluster() {
+    let errs = kafka_errors(
+        "sinks: [{name: o, stdout: {}}, {name: p, kafka: {topic: out, brokers: 'other:9092'}}]\nguarantee: exactlyOnce\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[0].stdout") && e.contains("exactlyOnce")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[1].kafka.brokers")),
+        "{errs:#?}"
+    );
+    let errs = kafka_errors("sinks: [{name: o, stdout: {}}]\n");
+    assert!(errs.is_empty(), "atLeastOnce takes any sink: {errs:#?}");
+}
+
+#[test]
+fn kafka_fields_are_checked() {
+    let errs = kafka_errors("sinks: [{name: o, kafka: {topic: '', key: 'user.id'}}]\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[0].kafka.topic")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[0].kafka.key")),
+        "{errs:#?}"
     );
 }

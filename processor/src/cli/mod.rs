@@ -47,7 +47,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let loaded = load(file)?;
     let pipeline = match Pipeline::new(loaded.spec, base_dir(file)) {
-        Ok(p) => p,
+        Ok(p) => p.with_identity(loaded.name.clone(), loaded.namespace.clone()),
         Err(RunError::Invalid(errs)) => {
             for e in &errs {
                 eprintln!("{}: {e}", file.display());

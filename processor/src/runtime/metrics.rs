@@ -25,6 +25,26 @@ pub struct Metrics {
     pub ready: std::sync::atomic::AtomicBool,
     /// Processing latency: from a batch's first read to its last write.
     pub latency: LatencyHistogram,
+    /// Records behind the watermark beyond the allowed lateness.
+    pub late_records: AtomicU64,
+    /// Per-step counters, set once the steps are built.
+    pub steps: std::sync::OnceLock<Box<[StepCounters]>>,
+    /// Collectors of connectors (Kafka lag, checkpoints, …), served with
+    /// the counters above.
+    pub registry: prometheus::Registry,
+}
+
+/// Records into and out of one step, and dropped by it.
+#[derive(Debug, Default)]
+pub struct StepCounters {
+    /// The step's display name.
+    pub name: String,
+    /// Records it received.
+    pub records_in: AtomicU64,
+    /// Records it passed on (or emitted, for windows).
+    pub records_out: AtomicU64,
+    /// Records it dropped on purpose.
+    pub dropped: AtomicU64,
 }
 
 /// Buckets per octave: about 19% resolution, enough for p50/p99.
@@ -102,6 +122,28 @@ impl Metrics {
     #[must_use]
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Names the per-step counters (the first call wins).
+    pub fn init_steps(&self, names: impl IntoIterator<Item = String>) {
+        let _ = self.steps.set(
+            names
+                .into_iter()
+                .map(|name| StepCounters {
+                    name,
+                    ..StepCounters::default()
+                })
+                .collect(),
+        );
+    }
+
+    /// Counts one batch through step `i`.
+    pub fn count_step(&self, i: usize, records_in: u64, records_out: u64, dropped: u64) {
+        if let Some(c) = self.steps.get().and_then(|s| s.get(i)) {
+            Self::add(&c.records_in, records_in);
+            Self::add(&c.records_out, records_out);
+            Self::add(&c.dropped, dropped);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! `checkpoint.interval` and at the end. A bounded source ends the run:
 //! the final watermark is +∞, every open window fires, sinks are flushed.
 
+pub mod chain;
 mod metrics;
 mod progress;
 mod serve;
@@ -23,11 +24,11 @@ pub use serve::serve;
 use tributary_crds::{LateEvents, StreamPipelineSpec};
 
 use crate::flow::{Message, Queue};
-use crate::record::Record;
-use crate::sink::{self, DeadLetter, Sink, SinkError};
+use crate::sink::{self, SinkError};
 use crate::source::{self, SourceError};
-use crate::step::{self, Emit, Step, StepError};
+use crate::step::{self, StepError};
 use crate::time::Watermarks;
+use chain::{Outputs, advance, finish, push, tick};
 
 /// Why a run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +48,26 @@ pub enum RunError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A connector (Kafka) failed to start or cannot go on.
+    #[error(transparent)]
+    Connector(Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// Opens one sink spec, given the name to use when it has none.
+pub(crate) type OpenSink<'a> =
+    dyn FnMut(&tributary_crds::SinkSpec, &str) -> Result<Box<dyn sink::Sink>, SinkError> + 'a;
 
 /// How often the engine wakes without input: timers, triggers, idleness.
 const TICK: Duration = Duration::from_millis(100);
 
 /// A pipeline ready to run.
 pub struct Pipeline {
-    spec: StreamPipelineSpec,
-    base: std::path::PathBuf,
+    pub(crate) spec: StreamPipelineSpec,
+    pub(crate) base: std::path::PathBuf,
+    /// `metadata.name` of a whole resource (metrics label, default group).
+    pub(crate) name: Option<String>,
+    /// `metadata.namespace` of a whole resource.
+    pub(crate) namespace: Option<String>,
     /// Counters (shared with the progress reporter).
     pub metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
@@ -74,13 +86,6 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-struct Outputs {
-    main: Vec<Box<dyn Sink>>,
-    named: HashMap<Arc<str>, Box<dyn Sink>>,
-    dead: Option<Box<dyn Sink>>,
-    dead_missing_warned: bool,
-}
-
 impl Pipeline {
     /// Validates `spec` and prepares a run; relative paths resolve against `base`.
     ///
@@ -91,9 +96,20 @@ impl Pipeline {
         Ok(Self {
             spec,
             base: base.to_owned(),
+            name: None,
+            namespace: None,
             metrics: Arc::new(Metrics::default()),
             stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Sets the resource's `metadata.name` and `metadata.namespace` (the
+    /// default Kafka consumer group is `<namespace>.<name>`).
+    #[must_use]
+    pub fn with_identity(mut self, name: Option<String>, namespace: Option<String>) -> Self {
+        self.name = name;
+        self.namespace = namespace;
+        self
     }
 
     /// A flag that stops the run (Ctrl-C, SIGTERM): sources stop, the
@@ -104,6 +120,11 @@ impl Pipeline {
     }
 
     fn open_outputs(&self) -> Result<Outputs, SinkError> {
+        self.open_outputs_with(&mut |s, name| sink::open(s, name, &self.base))
+    }
+
+    /// Opens the sinks with `open` (connectors open their own kinds).
+    pub(crate) fn open_outputs_with(&self, open: &mut OpenSink<'_>) -> Result<Outputs, SinkError> {
         let side_targets: Vec<String> = self
             .spec
             .steps
@@ -120,7 +141,7 @@ impl Pipeline {
         let mut main = Vec::new();
         let mut named = HashMap::new();
         for (i, s) in self.spec.sinks.iter().enumerate() {
-            let sink = sink::open(s, &format!("sink-{i}"), &self.base)?;
+            let sink = open(s, &format!("sink-{i}"))?;
             if side_targets.contains(&s.name) {
                 named.insert(Arc::from(s.name.as_str()), sink);
             } else {
@@ -131,14 +152,9 @@ impl Pipeline {
             .spec
             .dead_letter
             .as_ref()
-            .map(|d| sink::open(d, "deadLetter", &self.base))
+            .map(|d| open(d, "deadLetter"))
             .transpose()?;
-        Ok(Outputs {
-            main,
-            named,
-            dead,
-            dead_missing_warned: false,
-        })
+        Ok(Outputs::new(main, named, dead))
     }
 
     /// Runs until a bounded source ends or the stop flag is set.
@@ -146,6 +162,12 @@ impl Pipeline {
     /// # Errors
     /// [`RunError`] when a source, step or sink fails.
     pub fn run(self) -> Result<Summary, RunError> {
+        if self.spec.source.kafka.is_some() {
+            #[cfg(feature = "kafka")]
+            return crate::connector::kafka::run(&self);
+            #[cfg(not(feature = "kafka"))]
+            return Err(SourceError::Unsupported("kafka (built without the kafka feature)").into());
+        }
         let started = Instant::now();
         let bp = &self.spec.backpressure;
         let queue = Arc::new(Queue::new(
@@ -154,6 +176,8 @@ impl Pipeline {
             bp.sample_rate.unwrap_or(1.0),
         ));
         let mut steps = step::build(&self.spec)?;
+        self.metrics
+            .init_steps(steps.iter().map(|s| s.name().to_owned()));
         let mut outputs = self.open_outputs()?;
         let wm_spec = &self.spec.source.watermark;
         let event_time = self.spec.source.event_time.is_some();
@@ -259,118 +283,4 @@ impl Pipeline {
             elapsed: started.elapsed(),
         })
     }
-}
-
-impl Outputs {
-    fn dead_letter(&mut self, d: DeadLetter, m: &Metrics) -> Result<(), SinkError> {
-        Metrics::add(&m.dead_letters, 1);
-        match &mut self.dead {
-            Some(sink) => sink.write_values(&[d.to_json()]),
-            None => {
-                if !self.dead_missing_warned {
-                    self.dead_missing_warned = true;
-                    tracing::warn!(step = %d.step, error = %d.error, "a record failed and spec.deadLetter is not set; it is counted and dropped (further ones are not logged)");
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn write(&mut self, records: &[Record], m: &Metrics) -> Result<(), SinkError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        for s in &mut self.main {
-            s.write(records)?;
-        }
-        Metrics::add(&m.records_out, records.len() as u64);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), SinkError> {
-        for s in self
-            .main
-            .iter_mut()
-            .chain(self.named.values_mut())
-            .chain(self.dead.iter_mut())
-        {
-            s.flush()?;
-        }
-        Ok(())
-    }
-
-    fn settle(&mut self, emit: Emit, m: &Metrics) -> Result<Vec<Record>, SinkError> {
-        Metrics::add(&m.dropped, emit.dropped);
-        for d in emit.dead {
-            self.dead_letter(d, m)?;
-        }
-        for (name, rec) in emit.side {
-            Metrics::add(&m.side_outputs, 1);
-            if let Some(s) = self.named.get_mut(&name) {
-                s.write(std::slice::from_ref(&rec))?;
-            }
-        }
-        Ok(emit.out)
-    }
-}
-
-/// Runs `records` through `steps[from..]` and into the sinks.
-fn push(
-    steps: &mut [Box<dyn Step>],
-    from: usize,
-    mut records: Vec<Record>,
-    out: &mut Outputs,
-    m: &Metrics,
-) -> Result<(), RunError> {
-    for step in steps.iter_mut().skip(from) {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut emit = Emit {
-            out: Vec::with_capacity(records.len()),
-            ..Emit::default()
-        };
-        step.process(records, &mut emit)?;
-        records = out.settle(emit, m)?;
-    }
-    out.write(&records, m)?;
-    Ok(())
-}
-
-/// Calls `hook` on each step in order, pushing what it emits downstream.
-fn each(
-    steps: &mut [Box<dyn Step>],
-    out: &mut Outputs,
-    m: &Metrics,
-    mut hook: impl FnMut(&mut dyn Step, &mut Emit),
-) -> Result<(), RunError> {
-    for i in 0..steps.len() {
-        let mut emit = Emit::default();
-        hook(steps[i].as_mut(), &mut emit);
-        let records = out.settle(emit, m)?;
-        push(steps, i + 1, records, out, m)?;
-    }
-    Ok(())
-}
-
-fn advance(
-    steps: &mut [Box<dyn Step>],
-    wm: i64,
-    out: &mut Outputs,
-    m: &Metrics,
-) -> Result<(), RunError> {
-    each(steps, out, m, |s, e| s.on_watermark(wm, e))
-}
-
-fn tick(
-    steps: &mut [Box<dyn Step>],
-    now: i64,
-    out: &mut Outputs,
-    m: &Metrics,
-) -> Result<(), RunError> {
-    each(steps, out, m, |s, e| s.on_tick(now, e))
-}
-
-fn finish(steps: &mut [Box<dyn Step>], out: &mut Outputs, m: &Metrics) -> Result<(), RunError> {
-    each(steps, out, m, |s, e| s.finish(e))
 }

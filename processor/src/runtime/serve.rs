@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Gauge, IntCounter, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 use super::Metrics;
 
@@ -73,12 +73,18 @@ impl Snapshot {
                 "Records dropped by the backpressure policy.",
                 Metrics::get(&m.backpressure_dropped),
             ),
+            (
+                "tributary_late_records_total",
+                "Records behind the watermark beyond the allowed lateness.",
+                Metrics::get(&m.late_records),
+            ),
         ];
         for (name, help, v) in counters {
             if let Some(c) = counter(name, help, p, v) {
                 out.extend(c.collect());
             }
         }
+        out.extend(self.step_families());
         let wm = m.watermark.load(Ordering::Relaxed);
         let delay = if wm == i64::MIN || wm == i64::MAX {
             0.0
@@ -97,6 +103,11 @@ impl Snapshot {
                 Metrics::get(&m.state_size) as f64,
             ),
             (
+                "tributary_state_size",
+                "Keys and windows held by stateful steps (all tasks).",
+                Metrics::get(&m.state_size) as f64,
+            ),
+            (
                 "tributary_processing_latency_p50_seconds",
                 "Median time from reading a batch to writing it.",
                 m.latency.quantile(0.5).map_or(0.0, |d| d.as_secs_f64()),
@@ -111,6 +122,39 @@ impl Snapshot {
             if let Some(g) = gauge(name, help, p, v) {
                 out.extend(g.collect());
             }
+        }
+        out
+    }
+}
+
+impl Snapshot {
+    /// `tributary_step_records_{in,out,dropped}_total{step}`.
+    fn step_families(&self) -> Vec<MetricFamily> {
+        let Some(steps) = self.metrics.steps.get() else {
+            return Vec::new();
+        };
+        let kinds = [
+            ("in", "Records into each step."),
+            ("out", "Records out of each step."),
+            ("dropped", "Records each step dropped on purpose."),
+        ];
+        let mut out = Vec::new();
+        for (kind, help) in kinds {
+            let opts = Opts::new(format!("tributary_step_records_{kind}_total"), help)
+                .const_label("pipeline", &self.pipeline);
+            let Ok(vec) = IntCounterVec::new(opts, &["step"]) else {
+                continue;
+            };
+            for s in steps {
+                let v = match kind {
+                    "in" => &s.records_in,
+                    "out" => &s.records_out,
+                    _ => &s.dropped,
+                };
+                vec.with_label_values(&[s.name.as_str()])
+                    .inc_by(Metrics::get(v));
+            }
+            out.extend(vec.collect());
         }
         out
     }
@@ -166,7 +210,10 @@ fn respond(stream: TcpStream, registry: &Registry, metrics: &Metrics) -> std::io
         "/metrics" => {
             let mut buf = Vec::new();
             TextEncoder::new()
-                .encode(&registry.gather(), &mut buf)
+                .encode(
+                    &[registry.gather(), metrics.registry.gather()].concat(),
+                    &mut buf,
+                )
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             ("200 OK", "text/plain; version=0.0.4", buf)
         }

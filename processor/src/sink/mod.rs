@@ -40,6 +40,14 @@ pub enum SinkError {
         #[source]
         source: io::Error,
     },
+    /// A broker refused or lost records.
+    #[error("sink {name:?}: {message}")]
+    Broker {
+        /// Sink name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The kind has no runtime yet (validation refuses it first).
     #[error("sink {name:?}: the {kind} sink is not supported yet")]
     Unsupported {
@@ -64,6 +72,21 @@ pub trait Sink: Send {
     /// # Errors
     /// When the destination fails.
     fn write_values(&mut self, values: &[serde_json::Value]) -> Result<(), SinkError>;
+    /// Writes dead letters: their JSON ([`DeadLetter::to_json`]) by default;
+    /// broker sinks add provenance headers.
+    ///
+    /// # Errors
+    /// When the destination fails.
+    fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        let values: Vec<serde_json::Value> = letters.iter().map(DeadLetter::to_json).collect();
+        self.write_values(&values)
+    }
+    /// Records the last [`write`](Sink::write) refused (too large for the
+    /// destination), as dead letters; the engine routes them to the
+    /// dead-letter sink so the pipeline goes on.
+    fn take_rejected(&mut self) -> Vec<DeadLetter> {
+        Vec::new()
+    }
     /// Makes buffered writes durable/visible.
     ///
     /// # Errors

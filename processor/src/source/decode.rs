@@ -67,6 +67,20 @@ impl Decoder {
     /// # Errors
     /// A [`DeadLetter`] for a payload that cannot be decoded or has no event time.
     pub fn decode(&self, payload: &[u8], position: Position) -> Result<Record, Box<DeadLetter>> {
+        self.decode_at(payload, position, now_ms())
+    }
+
+    /// Decodes one payload whose broker timestamp is `broker_time` (epoch
+    /// ms): the event time when `eventTime` is absent.
+    ///
+    /// # Errors
+    /// A [`DeadLetter`] for a payload that cannot be decoded or has no event time.
+    pub fn decode_at(
+        &self,
+        payload: &[u8],
+        position: Position,
+        broker_time: i64,
+    ) -> Result<Record, Box<DeadLetter>> {
         let value = match self.format {
             FormatType::Text => {
                 serde_json::json!({"text": String::from_utf8_lossy(payload)})
@@ -87,10 +101,14 @@ impl Decoder {
                 }
             },
         };
-        self.stamp(Record {
+        let rec = Record {
             position,
-            ..Record::new(value, 0)
-        })
+            ..Record::new(value, broker_time)
+        };
+        if self.event_time.is_none() {
+            return Ok(rec);
+        }
+        self.stamp(rec)
     }
 
     /// Sets the event time of a decoded record.

@@ -20,7 +20,8 @@ pub struct Dedupe {
     name: String,
     key: Expr,
     within: i64,
-    seen: FxHashMap<Key, i64>,
+    /// Per key, the kept record's (event time, source offset).
+    seen: FxHashMap<Key, (i64, i64)>,
     expiry: BTreeMap<i64, Vec<Key>>,
 }
 
@@ -57,13 +58,17 @@ impl Step for Dedupe {
             };
             let ts = rec.event_time;
             match self.seen.get(&key) {
-                Some(&kept) if ts.abs_diff(kept) < self.within.unsigned_abs() => emit.dropped += 1,
+                Some(&(kept, _)) if ts.abs_diff(kept) < self.within.unsigned_abs() => {
+                    emit.dropped += 1;
+                }
                 _ => {
                     self.expiry
                         .entry(ts.saturating_add(self.within))
                         .or_default()
                         .push(key.clone());
-                    self.seen.insert(key, ts);
+                    let offset = rec.position.offset;
+                    self.seen
+                        .insert(key, (ts, if offset >= 0 { offset } else { i64::MAX }));
                     emit.out.push(rec);
                 }
             }
@@ -82,7 +87,7 @@ impl Step for Dedupe {
                 if self
                     .seen
                     .get(&key)
-                    .is_some_and(|&kept| kept.saturating_add(self.within) == at)
+                    .is_some_and(|&(kept, _)| kept.saturating_add(self.within) == at)
                 {
                     self.seen.remove(&key);
                 }
@@ -92,6 +97,14 @@ impl Step for Dedupe {
 
     fn state_size(&self) -> usize {
         self.seen.len()
+    }
+
+    fn low_water(&self) -> Option<i64> {
+        self.seen
+            .values()
+            .map(|&(_, o)| o)
+            .min()
+            .filter(|&o| o != i64::MAX)
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Emit {
     pub side: Vec<(Arc<str>, Record)>,
     /// Records dropped on purpose (filtered, deduplicated, late, invalid), for metrics.
     pub dropped: u64,
+    /// Late records (whatever `lateEvents` did with them), for metrics.
+    pub late: u64,
 }
 
 /// One operator in the chain.
@@ -88,6 +90,15 @@ pub trait Step: Send {
     /// Keys or windows held, for the state-size metric.
     fn state_size(&self) -> usize {
         0
+    }
+
+    /// The smallest source offset of any input record this step still holds
+    /// in its state (open windows, dedupe entries, windows kept for allowed
+    /// lateness), or `None` when it holds none. A restore replays the input
+    /// from here to rebuild the state (see `connector::kafka`). Stateless
+    /// steps hold nothing.
+    fn low_water(&self) -> Option<i64> {
+        None
     }
 }
 

@@ -31,6 +31,9 @@ const HLL_PRECISION: u8 = 14;
 pub(super) struct Acc {
     /// Events added; `count` reads it, and 0 means "no data".
     pub(super) count: u64,
+    /// Smallest source offset of the events absorbed (`i64::MAX` if none is
+    /// tracked): what a restore must replay to rebuild this accumulator.
+    pub(super) min_offset: i64,
     states: Box<[AggState]>,
 }
 
@@ -152,7 +155,11 @@ impl Acc {
                 AggFn::Distinct => AggState::Distinct(Distinct::Exact(Vec::new())),
             })
             .collect();
-        Acc { count: 0, states }
+        Acc {
+            count: 0,
+            min_offset: i64::MAX,
+            states,
+        }
     }
 
     /// Adds one event: `inputs[i]` is aggregate `i`'s input (missing = null).
@@ -235,6 +242,7 @@ impl Acc {
     /// Folds `other` into `self`, as if `other`'s events had been added here.
     pub(super) fn merge(&mut self, other: &Acc) {
         self.count += other.count;
+        self.min_offset = self.min_offset.min(other.min_offset);
         for (st, o) in self.states.iter_mut().zip(other.states.iter()) {
             match (st, o) {
                 (AggState::Sum { sum, n }, AggState::Sum { sum: s2, n: n2 }) => {

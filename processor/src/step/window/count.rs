@@ -63,6 +63,7 @@ impl CountWindows {
         };
         let w = entry.get_mut();
         w.acc.update(ev.ts, ev.seq, ev.inputs);
+        w.acc.min_offset = w.acc.min_offset.min(ev.offset);
         w.min_ts = w.min_ts.min(ev.ts);
         w.max_ts = w.max_ts.max(ev.ts);
         if w.acc.count >= self.count {
@@ -108,6 +109,14 @@ impl CountWindows {
         self.dirty.clear();
         sort_results(&mut results);
         out.append(&mut results);
+    }
+
+    pub(super) fn low_water(&self) -> i64 {
+        self.keys
+            .values()
+            .map(|w| w.acc.min_offset)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     pub(super) fn state_size(&self) -> usize {

@@ -195,6 +195,8 @@ pub struct WindowOperatorState {
     inner: Inner,
     /// Arrival sequence: breaks event-time ties for first/last.
     seq: u64,
+    /// Source offset of the next inserted event (see [`Self::set_offset`]).
+    offset: i64,
 }
 
 #[derive(Debug)]
@@ -228,7 +230,11 @@ impl WindowOperatorState {
             WindowKind::Session { gap } => Inner::Session(Sessions::new(gap.max(1), common)),
             WindowKind::Count { count } => Inner::Count(CountWindows::new(count.max(1), common)),
         };
-        WindowOperatorState { inner, seq: 0 }
+        WindowOperatorState {
+            inner,
+            seq: 0,
+            offset: i64::MAX,
+        }
     }
 
     /// Adds an event to its window(s).
@@ -262,6 +268,7 @@ impl WindowOperatorState {
         let ev = Event {
             ts,
             seq,
+            offset: self.offset,
             inputs,
             watermark: current_watermark,
         };
@@ -311,6 +318,26 @@ impl WindowOperatorState {
         }
     }
 
+    /// Sets the source offset the next [`insert`](Self::insert)s carry, so
+    /// [`low_water`](Self::low_water) can tell how far back a restore must
+    /// replay. Untracked (`i64::MAX`) by default.
+    pub fn set_offset(&mut self, offset: i64) {
+        self.offset = offset;
+    }
+
+    /// The smallest source offset of any event still held (in an open window
+    /// or one kept for allowed lateness), or `None` when nothing tracked is
+    /// held. Scans the state: call it at checkpoints, not per event.
+    #[must_use]
+    pub fn low_water(&self) -> Option<i64> {
+        let min = match &self.inner {
+            Inner::Sliced(s) => s.low_water(),
+            Inner::Session(s) => s.low_water(),
+            Inner::Count(c) => c.low_water(),
+        };
+        (min != i64::MAX).then_some(min)
+    }
+
     /// Number of live accumulators (panes, sessions or count windows), for a
     /// state-size metric.
     #[must_use]
@@ -327,6 +354,8 @@ impl WindowOperatorState {
 struct Event<'a> {
     ts: i64,
     seq: u64,
+    /// Source offset of the event (`i64::MAX` when untracked).
+    offset: i64,
     inputs: &'a [Value],
     watermark: i64,
 }

@@ -161,7 +161,7 @@ impl Windowed {
             let position = Position {
                 source: self.source.clone(),
                 partition: 0,
-                offset: 0,
+                offset: Position::DERIVED,
             };
             // A result belongs to the last instant of its window, as in Flink.
             emit.out.push(Record {
@@ -172,6 +172,7 @@ impl Windowed {
     }
 
     fn late(&self, rec: Record, emit: &mut Emit) {
+        emit.late += 1;
         match &self.late {
             LateEvents::Drop => emit.dropped += 1,
             LateEvents::Log => {
@@ -227,6 +228,10 @@ impl Step for Windowed {
                 self.input_buf.push(v);
             }
             let key = Key::from_values(key_values);
+            let offset = rec.position.offset;
+            self.state
+                .set_offset(if offset >= 0 { offset } else { i64::MAX });
+            let before = self.results.len();
             match self.state.insert(
                 key,
                 rec.event_time,
@@ -234,7 +239,13 @@ impl Step for Windowed {
                 self.wm,
                 &mut self.results,
             ) {
+                // A replayed record rebuilds state; what it fires at once (a
+                // late re-firing, a full count window) was output before the
+                // checkpoint it is replayed from.
+                Inserted::Accepted if rec.replay => self.results.truncate(before),
                 Inserted::Accepted => {}
+                // Its window closed before that checkpoint: handled then.
+                Inserted::Late if rec.replay => {}
                 Inserted::Late => self.late(rec, emit),
             }
         }
@@ -269,5 +280,9 @@ impl Step for Windowed {
 
     fn state_size(&self) -> usize {
         self.state.state_size()
+    }
+
+    fn low_water(&self) -> Option<i64> {
+        self.state.low_water()
     }
 }

@@ -108,6 +108,7 @@ impl Sessions {
         }
         let mut acc = Acc::new(&self.common.aggs);
         acc.update(ev.ts, ev.seq, ev.inputs);
+        acc.min_offset = acc.min_offset.min(ev.offset);
         for s in ks.sessions.drain(first..last) {
             acc.merge(&s.acc);
         }
@@ -232,6 +233,15 @@ impl Sessions {
         }
         sort_results(&mut results);
         out.append(&mut results);
+    }
+
+    pub(super) fn low_water(&self) -> i64 {
+        self.keys
+            .values()
+            .flat_map(|k| &k.sessions)
+            .map(|s| s.acc.min_offset)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     pub(super) fn state_size(&self) -> usize {

@@ -297,6 +297,15 @@ impl Sliced {
         }
     }
 
+    pub(super) fn low_water(&self) -> i64 {
+        self.keys
+            .values()
+            .flatten()
+            .map(|p| p.acc.min_offset)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
     pub(super) fn state_size(&self) -> usize {
         self.live
     }
@@ -330,6 +339,7 @@ fn add_to_panes(
     };
     let pane = &mut panes[idx];
     pane.acc.update(ev.ts, ev.seq, ev.inputs);
+    pane.acc.min_offset = pane.acc.min_offset.min(ev.offset);
     let newly_dirty = track_dirty && !pane.dirty;
     if newly_dirty {
         pane.dirty = true;

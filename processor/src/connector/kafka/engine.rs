@@ -1,0 +1,586 @@
+//! The Kafka engine: tasks per assigned partition, checkpoints (one Kafka
+//! transaction, or a producer flush then an offset commit), restores on
+//! assignment and rewinds after a failed checkpoint.
+//!
+//! It lives in the consumer's context behind a mutex, so the rebalance
+//! callback — which librdkafka runs inside `poll`, on the engine thread —
+//! can checkpoint and drop revoked tasks before their partitions move.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::Producer;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tributary_crds::{StartFrom, StreamPipelineSpec};
+
+use crate::RunError;
+use crate::record::Position;
+use crate::runtime::Metrics;
+use crate::runtime::chain::Outputs;
+use crate::sink::DeadLetter;
+use crate::source::{BATCH, Decoder, now_ms};
+use crate::step;
+
+use super::KafkaError;
+use super::checkpoint::Restore;
+use super::metrics::KafkaMetrics;
+use super::sink::SharedProducer;
+use super::task::Task;
+
+/// Timeout of group-coordinator calls (committed offsets, commits).
+const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of transaction calls.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The consumer's context: the engine, and the partitions' last stable
+/// offsets from librdkafka's statistics (for the lag gauge).
+pub struct Ctx {
+    /// The engine; locked by the poll loop between polls and by callbacks.
+    pub engine: Mutex<Engine>,
+    stable: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl Ctx {
+    /// A context around `engine`.
+    #[must_use]
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine: Mutex::new(engine),
+            stable: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The consumer type of the engine.
+pub type KafkaConsumer = BaseConsumer<Ctx>;
+
+/// Everything the engine thread owns.
+pub struct Engine {
+    spec: Arc<StreamPipelineSpec>,
+    decoder: Decoder,
+    bound: i64,
+    max_bytes: usize,
+    start_from: StartFrom,
+    tasks: BTreeMap<(Arc<str>, i32), Task>,
+    topics: HashMap<String, Arc<str>>,
+    outputs: Outputs,
+    /// The transactional producer (`exactlyOnce`).
+    txn: Option<SharedProducer>,
+    metrics: Arc<Metrics>,
+    kafka: KafkaMetrics,
+    /// Something happened since the last checkpoint.
+    dirty: bool,
+    /// An error raised inside a callback, for the poll loop to return.
+    failed: Option<RunError>,
+    /// Shutting down: revocations drop tasks without a checkpoint (the
+    /// final one ran already).
+    closing: bool,
+}
+
+/// The parts an [`Engine`] is made of.
+pub struct Parts {
+    /// The spec (steps are built per task).
+    pub spec: Arc<StreamPipelineSpec>,
+    /// Payload decoder.
+    pub decoder: Decoder,
+    /// Largest record value accepted.
+    pub max_bytes: usize,
+    /// The sinks.
+    pub outputs: Outputs,
+    /// The transactional producer under `exactlyOnce`, with a transaction begun.
+    pub txn: Option<SharedProducer>,
+    /// Engine counters.
+    pub metrics: Arc<Metrics>,
+    /// Kafka collectors.
+    pub kafka: KafkaMetrics,
+}
+
+fn fatal(e: &RdError) -> bool {
+    matches!(e, RdError::Transaction(t) if t.is_fatal())
+}
+
+impl Engine {
+    /// An engine with no tasks yet.
+    #[must_use]
+    pub fn new(p: Parts) -> Self {
+        let src = &p.spec.source;
+        Self {
+            bound: src.watermark.max_out_of_orderness.as_millis_i64(),
+            start_from: src.kafka.as_ref().map(|k| k.start_from).unwrap_or_default(),
+            spec: p.spec.clone(),
+            decoder: p.decoder,
+            max_bytes: p.max_bytes,
+            tasks: BTreeMap::new(),
+            topics: HashMap::new(),
+            outputs: p.outputs,
+            txn: p.txn,
+            metrics: p.metrics,
+            kafka: p.kafka,
+            dirty: false,
+            failed: None,
+            closing: false,
+        }
+    }
+
+    /// Takes an error a callback raised.
+    pub fn take_failure(&mut self) -> Option<RunError> {
+        self.failed.take()
+    }
+
+    /// From now on revocations only drop tasks.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.topics.get(topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = topic.into();
+        self.topics.insert(topic.to_owned(), t.clone());
+        t
+    }
+
+    /// Decodes one message into its task's queue (or the dead-letter sink).
+    ///
+    /// # Errors
+    /// When a step or sink fails.
+    pub fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), RunError> {
+        let topic = self.intern(msg.topic());
+        let key = (topic.clone(), msg.partition());
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return Ok(()); // fetched before a revocation
+        };
+        let position = Position {
+            source: topic,
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        let payload = msg.payload().unwrap_or_default();
+        let rec_key = msg.key().map(|k| Arc::from(String::from_utf8_lossy(k)));
+        let decoded = if payload.len() > self.max_bytes {
+            let mut raw = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+            raw.push('…');
+            let rec = crate::record::Record {
+                position,
+                ..crate::record::Record::new(serde_json::json!({ "raw": raw }), 0)
+            };
+            Err(Box::new(DeadLetter::new(
+                "decode",
+                format!(
+                    "record of {} bytes exceeds the limit of {} bytes",
+                    payload.len(),
+                    self.max_bytes
+                ),
+                rec,
+            )))
+        } else {
+            let ts = msg.timestamp().to_millis().unwrap_or_else(now_ms);
+            self.decoder.decode_at(payload, position, ts)
+        };
+        self.dirty = true;
+        match decoded {
+            Ok(mut rec) => {
+                rec.key = rec_key;
+                if let Some(h) = msg.headers() {
+                    rec.headers = h
+                        .iter()
+                        .map(|h| {
+                            let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (h.key.to_owned(), v.into_owned())
+                        })
+                        .collect();
+                }
+                if task.add(rec) == Some(false) {
+                    Metrics::add(&self.metrics.records_in, 1);
+                }
+                if task.pending_len() >= BATCH {
+                    task.process(&mut self.outputs, &self.metrics)?;
+                }
+            }
+            Err(mut dl) => {
+                dl.record.key = rec_key;
+                if let Some(replay) = task.skip(dl.record.position.offset) {
+                    dl.record.replay = replay;
+                    if !replay {
+                        Metrics::add(&self.metrics.records_in, 1);
+                    }
+                    self.outputs.dead_letter(*dl, &self.metrics)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes every task's queued records.
+    ///
+    /// # Errors
+    /// When a step or sink fails.
+    pub fn flush_pending(&mut self) -> Result<(), RunError> {
+        for task in self.tasks.values_mut() {
+            if task.has_pending() {
+                task.process(&mut self.outputs, &self.metrics)?;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Triggers, then the watermark, state and readiness gauges.
+    ///
+    /// # Errors
+    /// When a step or sink fails.
+    pub fn tick(&mut self) -> Result<(), RunError> {
+        for task in self.tasks.values_mut() {
+            task.tick(&mut self.outputs, &self.metrics)?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Updates the gauges the engine owns.
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        if let Some(wm) = self
+            .tasks
+            .values()
+            .map(Task::watermark)
+            .filter(|&w| w != i64::MIN)
+            .min()
+        {
+            m.watermark.store(wm, Relaxed);
+        }
+        m.state_size.store(
+            self.tasks.values().map(|t| t.state_size() as u64).sum(),
+            Relaxed,
+        );
+        // Not ready while a task rebuilds its state.
+        m.ready
+            .store(!self.tasks.values().any(Task::replaying), Relaxed);
+    }
+
+    /// Commits what is done: the output since the last checkpoint and each
+    /// task's position with its metadata, in one transaction under
+    /// `exactlyOnce`; a producer flush then an offset commit otherwise. A
+    /// failed checkpoint aborts and rewinds every task to the last one.
+    ///
+    /// # Errors
+    /// When the pipeline cannot go on (a fatal producer error, a fenced
+    /// producer, a step failure).
+    pub fn checkpoint(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
+        self.flush_pending()?;
+        if !self.dirty {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for task in self.tasks.values() {
+            if let Some((pos, meta)) = task.checkpoint() {
+                let mut e = tpl.add_partition(&task.topic, task.partition);
+                e.set_offset(Offset::Offset(pos)).map_err(kafka_err)?;
+                e.set_metadata(meta.encode());
+            }
+        }
+        let committed = match self.txn.clone() {
+            Some(txn) => self.commit_transaction(consumer, &txn, &tpl)?,
+            None => self.commit_offsets(consumer, &tpl)?,
+        };
+        if committed {
+            self.dirty = false;
+            self.kafka
+                .checkpoint
+                .observe(started.elapsed().as_secs_f64());
+            self.update_lag(consumer);
+        }
+        Ok(())
+    }
+
+    /// `exactlyOnce`: offsets into the transaction, commit, begin the next.
+    fn commit_transaction(
+        &mut self,
+        consumer: &KafkaConsumer,
+        txn: &SharedProducer,
+        tpl: &TopicPartitionList,
+    ) -> Result<bool, RunError> {
+        let result = (|| {
+            if tpl.count() > 0 {
+                let group = consumer
+                    .group_metadata()
+                    .ok_or_else(|| RdError::Subscription("no consumer group metadata".into()))?;
+                txn.send_offsets_to_transaction(tpl, &group, TXN_TIMEOUT)?;
+            }
+            txn.commit_transaction(TXN_TIMEOUT)
+        })();
+        match result {
+            Ok(()) => {
+                txn.begin_transaction().map_err(kafka_err)?;
+                Ok(true)
+            }
+            Err(e) if fatal(&e) => Err(kafka_err(e)),
+            Err(e) => {
+                self.kafka.aborts.inc();
+                tracing::warn!(error = %e, "checkpoint transaction failed; aborting it and rewinding every task to the last checkpoint");
+                txn.abort_transaction(TXN_TIMEOUT).map_err(kafka_err)?;
+                txn.begin_transaction().map_err(kafka_err)?;
+                self.rewind(consumer)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// `atLeastOnce`: every sink acknowledges, then the offsets commit.
+    fn commit_offsets(
+        &mut self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+    ) -> Result<bool, RunError> {
+        if let Err(e) = self.outputs.flush() {
+            tracing::warn!(error = %e, "a sink failed to acknowledge; rewinding every task to the last checkpoint (output may repeat)");
+            self.rewind(consumer)?;
+            return Ok(false);
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(tpl, CommitMode::Sync)
+        {
+            // A rebalance in progress, a coordinator move: the next
+            // checkpoint commits a later position.
+            tracing::warn!(error = %e, "committing offsets failed; the next checkpoint retries");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn update_lag(&self, consumer: &KafkaConsumer) {
+        let Ok(stable) = consumer.context().stable.lock() else {
+            return;
+        };
+        for task in self.tasks.values() {
+            let (Some(pos), Some(&end)) = (
+                task.position(),
+                stable.get(&(task.topic.to_string(), task.partition)),
+            ) else {
+                continue;
+            };
+            if end >= 0 {
+                self.kafka
+                    .lag
+                    .with_label_values(&[&*task.topic, &task.partition.to_string()])
+                    .set((end - pos).max(0));
+            }
+        }
+    }
+
+    /// Restore plans for `tpl`'s partitions from their committed offsets.
+    fn plans(
+        &self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+    ) -> Result<Vec<(String, i32, Restore)>, RunError> {
+        let mut last = None;
+        for _ in 0..3 {
+            match consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT) {
+                Ok(c) => {
+                    return Ok(c
+                        .elements()
+                        .iter()
+                        .map(|e| {
+                            let committed = match e.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            };
+                            (
+                                e.topic().to_owned(),
+                                e.partition(),
+                                Restore::plan(committed, e.metadata()),
+                            )
+                        })
+                        .collect());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(kafka_err(last.unwrap_or(RdError::Canceled)))
+    }
+
+    fn start_task(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        restore: Restore,
+    ) -> Result<(), RunError> {
+        let topic = self.intern(topic);
+        if restore.replay_until > restore.seek.unwrap_or(i64::MAX) {
+            tracing::info!(%topic, partition, from = restore.seek, to = restore.replay_until, "restoring state by replay");
+        }
+        let steps = step::build(&self.spec)?;
+        let task = Task::new(topic.clone(), partition, steps, restore, self.bound);
+        self.tasks.insert((topic, partition), task);
+        Ok(())
+    }
+
+    fn start_offset(&self, restore: &Restore) -> Offset {
+        match (restore.seek, self.start_from) {
+            (Some(o), _) => Offset::Offset(o),
+            (None, StartFrom::Earliest) => Offset::Beginning,
+            (None, StartFrom::Latest) => Offset::End,
+        }
+    }
+
+    /// New partitions: restore plans, tasks, and the offsets to read from.
+    fn assign(
+        &mut self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+    ) -> Result<TopicPartitionList, RunError> {
+        let mut out = TopicPartitionList::new();
+        for (topic, partition, restore) in self.plans(consumer, tpl)? {
+            out.add_partition_offset(&topic, partition, self.start_offset(&restore))
+                .map_err(kafka_err)?;
+            self.start_task(&topic, partition, restore)?;
+        }
+        self.publish();
+        Ok(out)
+    }
+
+    /// Partitions leave: checkpoint (unless they were lost, or closing),
+    /// then drop their tasks.
+    fn revoke(
+        &mut self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+    ) -> Result<(), RunError> {
+        if consumer.assignment_lost() {
+            tracing::warn!("partitions lost (session timeout?); dropping their uncommitted work");
+            if let Some(txn) = &self.txn {
+                self.kafka.aborts.inc();
+                txn.abort_transaction(TXN_TIMEOUT).map_err(kafka_err)?;
+                txn.begin_transaction().map_err(kafka_err)?;
+            }
+            self.drop_tasks(tpl);
+            return self.rewind(consumer);
+        }
+        if !self.closing {
+            self.checkpoint(consumer)?;
+        }
+        self.drop_tasks(tpl);
+        Ok(())
+    }
+
+    fn drop_tasks(&mut self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            let topic = self.intern(e.topic());
+            self.tasks.remove(&(topic, e.partition()));
+            let _ = self
+                .kafka
+                .lag
+                .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+        }
+        self.publish();
+    }
+
+    /// Drops every task and restores it from the last checkpoint, reading
+    /// again from its low-water offset (after an aborted checkpoint).
+    fn rewind(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in self.tasks.keys() {
+            tpl.add_partition(topic, *partition);
+        }
+        self.tasks.clear();
+        let mut seek = TopicPartitionList::new();
+        for (topic, partition, restore) in self.plans(consumer, &tpl)? {
+            seek.add_partition_offset(&topic, partition, self.start_offset(&restore))
+                .map_err(kafka_err)?;
+            self.start_task(&topic, partition, restore)?;
+        }
+        let result = consumer
+            .seek_partitions(seek, COORDINATOR_TIMEOUT)
+            .map_err(kafka_err)?;
+        for e in result.elements() {
+            if let Err(err) = e.error() {
+                return Err(kafka_err(err));
+            }
+        }
+        self.dirty = true;
+        self.publish();
+        Ok(())
+    }
+}
+
+fn kafka_err(e: RdError) -> RunError {
+    RunError::Connector(Box::new(KafkaError::Client(e)))
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: Statistics) {
+        let Ok(mut stable) = self.stable.lock() else {
+            return;
+        };
+        for (name, topic) in statistics.topics {
+            for (&p, part) in &topic.partitions {
+                if p >= 0 {
+                    stable.insert((name.clone(), p), part.ls_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let Ok(mut engine) = self.engine.lock() else {
+            return;
+        };
+        engine.kafka.rebalances.inc();
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                engine.assign(consumer, tpl).and_then(|with_offsets| {
+                    if cooperative {
+                        consumer.incremental_assign(&with_offsets)
+                    } else {
+                        consumer.assign(&with_offsets)
+                    }
+                    .map_err(kafka_err)
+                })
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                let r = engine.revoke(consumer, tpl);
+                let un = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                r.and(un.map_err(kafka_err))
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                Ok(())
+            }
+        };
+        if let Err(e) = result
+            && engine.failed.is_none()
+        {
+            engine.failed = Some(e);
+        }
+    }
+}

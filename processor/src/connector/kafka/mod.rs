@@ -1,0 +1,274 @@
+//! Kafka: a consumer-group source, sinks and dead letters on Kafka topics,
+//! state per input partition, and exactly-once checkpoints.
+//!
+//! # Layout
+//! - `config`: librdkafka settings (group, instance, timeouts, auth, env overrides).
+//! - `checkpoint`: what a checkpoint commits per partition and how a task restores.
+//! - `task`: one assigned partition: its steps, watermark and position.
+//! - `engine`: tasks, checkpoints, rebalances (the consumer context).
+//! - `sink`: the Kafka sink and dead-letter sink.
+//! - `metrics`: lag, rebalances, checkpoint duration, aborts.
+//!
+//! # Guarantees
+//! `exactlyOnce`: every `checkpoint.interval` one Kafka transaction holds the
+//! output and dead letters since the last checkpoint and each partition's
+//! processed offset (`send_offsets_to_transaction`, fenced by the consumer
+//! group's metadata). State is not written anywhere: a checkpoint records
+//! how far back the state reaches (the low-water offset) and a restore
+//! re-reads the input from there ("Kafka is the changelog"); records below
+//! the committed offset rebuild state without being output again.
+//!
+//! `atLeastOnce`: the same checkpoints without a transaction: the producer
+//! flushes (every delivery acknowledged), then the offsets commit. A crash
+//! between the two repeats output.
+//!
+//! # Caveats
+//! State is per input partition: a `keyBy` (window, dedupe) sees the keys
+//! of its partition only, so records must be keyed by their producer on
+//! the same key (no repartition topic yet). See `docs/kafka.md`.
+
+mod checkpoint;
+mod config;
+mod engine;
+mod metrics;
+mod sink;
+mod task;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::Producer;
+use tributary_crds::{Guarantee, SinkKind, SinkSpec};
+
+use crate::expr::Expr;
+use crate::runtime::Metrics;
+use crate::sink::{Sink, SinkError};
+use crate::source::Decoder;
+use crate::{Pipeline, RunError, Summary};
+
+pub use checkpoint::{Meta, Restore};
+pub use sink::{DEFAULT_MAX_RECORD_BYTES, KafkaSink};
+
+use engine::{Ctx, Engine, KafkaConsumer, Parts};
+use metrics::KafkaMetrics;
+use sink::SharedProducer;
+
+/// How often the engine wakes without input: triggers, gauges.
+const TICK: Duration = Duration::from_millis(100);
+/// Largest record value, overridable for tests and big payloads.
+const MAX_BYTES_ENV: &str = "TRIBUTARY_MAX_RECORD_BYTES";
+
+/// Why the Kafka connector cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A bare spec has no identity to derive the group from.
+    #[error(
+        "spec.source.kafka.group: required when the file is a bare spec (a whole StreamPipeline defaults it to <namespace>.<name>)"
+    )]
+    Group,
+    /// A secret could not be read.
+    #[error("{path}: {message}")]
+    Secret {
+        /// The field.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// librdkafka refused a call.
+    #[error("kafka: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+}
+
+impl From<KafkaError> for RunError {
+    fn from(e: KafkaError) -> Self {
+        RunError::Connector(Box::new(e))
+    }
+}
+
+fn max_bytes() -> usize {
+    std::env::var(MAX_BYTES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_RECORD_BYTES)
+}
+
+/// Producers by bootstrap servers (one under `exactlyOnce`: the source's).
+struct Producers {
+    by_brokers: Vec<(String, SharedProducer)>,
+    txn: Option<SharedProducer>,
+}
+
+impl Producers {
+    fn get(&mut self, brokers: &str, p: &Pipeline) -> Result<SharedProducer, KafkaError> {
+        if let Some((_, pr)) = self.by_brokers.iter().find(|(b, _)| b == brokers) {
+            return Ok(pr.clone());
+        }
+        let src = p.spec.source.kafka.as_ref();
+        let auth = src
+            .filter(|s| s.brokers == brokers)
+            .and_then(|s| s.auth.as_ref());
+        let cfg = config::producer(brokers, auth, None, p.spec.checkpoint.interval.0)?;
+        let pr = sink::create_producer(&cfg)?;
+        self.by_brokers.push((brokers.to_owned(), pr.clone()));
+        Ok(pr)
+    }
+}
+
+/// Runs a pipeline whose source is Kafka until the stop flag is set.
+///
+/// # Errors
+/// [`RunError`] when the connector cannot start, or a fatal error stops it.
+pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let spec = Arc::new(p.spec.clone());
+    let Some(src) = spec.source.kafka.clone() else {
+        return Err(RunError::SourceFailed("not a Kafka source".into()));
+    };
+    let group = config::group(&src, p.name.as_deref(), p.namespace.as_deref())?;
+    let instance = config::instance();
+    let interval = spec.checkpoint.interval.0;
+    let eos = spec.guarantee == Guarantee::ExactlyOnce;
+    let name = p.name.clone().unwrap_or_else(|| "pipeline".into());
+    let kafka_metrics = KafkaMetrics::register(&p.metrics, &name);
+
+    let mut producers = Producers {
+        by_brokers: Vec::new(),
+        txn: None,
+    };
+    if eos {
+        let id = format!("{group}-{instance}");
+        let cfg = config::producer(&src.brokers, src.auth.as_ref(), Some(&id), interval)?;
+        let pr = sink::create_producer(&cfg)?;
+        pr.init_transactions(Duration::from_secs(60))
+            .map_err(KafkaError::Client)?;
+        pr.begin_transaction().map_err(KafkaError::Client)?;
+        tracing::info!(transactional_id = %id, "transactional producer ready");
+        producers.by_brokers.push((src.brokers.clone(), pr.clone()));
+        producers.txn = Some(pr);
+    }
+    let limit = max_bytes();
+    let env = crate::expr::env();
+    let mut open = |s: &SinkSpec, default_name: &str| -> Result<Box<dyn Sink>, SinkError> {
+        let name = if s.name.is_empty() {
+            default_name.to_owned()
+        } else {
+            s.name.clone()
+        };
+        let Some(SinkKind::Kafka(k)) = s.kind() else {
+            return crate::sink::open(s, default_name, &p.base);
+        };
+        let broker_err = |message: String| SinkError::Broker {
+            name: name.clone(),
+            message,
+        };
+        let key = k
+            .key
+            .as_deref()
+            .map(|e| Expr::compile(e, &env))
+            .transpose()
+            .map_err(|e| broker_err(format!("key: {e}")))?;
+        let brokers = k.brokers.as_deref().unwrap_or(&src.brokers);
+        let producer = producers
+            .get(brokers, p)
+            .map_err(|e| broker_err(e.to_string()))?;
+        Ok(Box::new(KafkaSink::new(
+            name.clone(),
+            k.topic.clone(),
+            key,
+            producer,
+            limit,
+            eos,
+        )))
+    };
+    let outputs = p.open_outputs_with(&mut open)?;
+    let decoder = Decoder::new(&spec.source).map_err(crate::source::SourceError::from)?;
+    let engine = Engine::new(Parts {
+        spec: spec.clone(),
+        decoder,
+        max_bytes: limit,
+        outputs,
+        txn: producers.txn.clone(),
+        metrics: p.metrics.clone(),
+        kafka: kafka_metrics,
+    });
+    let cfg = config::consumer(&src, &group, &instance)?;
+    let consumer: KafkaConsumer = cfg
+        .create_with_context(Ctx::new(engine))
+        .map_err(KafkaError::Client)?;
+    let topics: Vec<&str> = src.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(KafkaError::Client)?;
+    tracing::info!(%group, %instance, topics = ?src.topics, guarantee = ?spec.guarantee, "consuming");
+    p.metrics.ready.store(true, Ordering::Relaxed);
+    p.metrics.init_steps(
+        crate::step::build(&spec)?
+            .iter()
+            .map(|s| s.name().to_owned()),
+    );
+
+    let result = poll_loop(&consumer, p, interval);
+    // The final checkpoint: commit what is done, then leave the group
+    // without another one.
+    let finished = result.and_then(|()| {
+        let mut engine = lock(&consumer);
+        engine.checkpoint(&consumer)?;
+        engine.close();
+        Ok(())
+    });
+    consumer.unsubscribe();
+    drop(consumer);
+    finished?;
+    let m = &p.metrics;
+    Ok(Summary {
+        records_in: Metrics::get(&m.records_in),
+        records_out: Metrics::get(&m.records_out),
+        dead_letters: Metrics::get(&m.dead_letters),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn lock(consumer: &KafkaConsumer) -> std::sync::MutexGuard<'_, Engine> {
+    consumer
+        .context()
+        .engine
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Polls until stopped: messages into tasks, ticks, checkpoints.
+fn poll_loop(consumer: &KafkaConsumer, p: &Pipeline, interval: Duration) -> Result<(), RunError> {
+    let mut last_tick = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let stop = p.stop_handle();
+    while !stop.load(Ordering::Relaxed) {
+        // Up to a batch of messages, locking the engine per message so
+        // the rebalance callback (inside poll) can take it.
+        let mut timeout = TICK;
+        for _ in 0..crate::source::BATCH {
+            match consumer.poll(timeout) {
+                Some(Ok(msg)) => lock(consumer).on_message(&msg)?,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        let mut engine = lock(consumer);
+        if let Some(e) = engine.take_failure() {
+            return Err(e);
+        }
+        engine.flush_pending()?;
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            engine.tick()?;
+        }
+        if last_checkpoint.elapsed() >= interval {
+            last_checkpoint = Instant::now();
+            engine.checkpoint(consumer)?;
+        }
+    }
+    Ok(())
+}

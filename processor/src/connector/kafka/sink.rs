@@ -1,0 +1,301 @@
+//! The Kafka sink and dead-letter sink: JSON values to a topic through a
+//! producer shared by every Kafka sink of the process (so one transaction
+//! holds all their output under `exactlyOnce`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use serde_json::Value;
+
+use crate::expr::Expr;
+use crate::record::Record;
+use crate::sink::{DeadLetter, Sink, SinkError};
+
+use super::KafkaError;
+
+/// Largest record value written (and read): bigger ones are dead letters.
+/// librdkafka's and the broker's default `message.max.bytes` is about 1 MB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// How long a flush may take before the sink reports a failure.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts failed deliveries, so a checkpoint never commits past a lost record.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Deliveries {
+    /// Failed deliveries so far.
+    #[must_use]
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The last delivery error.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// The producer the Kafka sinks share.
+pub type SharedProducer = Arc<ThreadedProducer<Deliveries>>;
+
+/// Creates a producer from `config`.
+///
+/// # Errors
+/// When librdkafka refuses the configuration.
+pub fn create_producer(config: &ClientConfig) -> Result<SharedProducer, KafkaError> {
+    let producer: ThreadedProducer<Deliveries> = config
+        .create_with_context(Deliveries::default())
+        .map_err(KafkaError::Client)?;
+    Ok(Arc::new(producer))
+}
+
+/// Writes records (or dead letters) to one topic.
+pub struct KafkaSink {
+    name: String,
+    topic: String,
+    key: Option<Expr>,
+    producer: SharedProducer,
+    max_bytes: usize,
+    /// Under `exactlyOnce` the transaction commit flushes; `flush` must not
+    /// (it would wait for records the transaction has not committed).
+    transactional: bool,
+    rejected: Vec<DeadLetter>,
+    buf: Vec<u8>,
+    /// Delivery failures already reported.
+    failures_seen: u64,
+}
+
+impl KafkaSink {
+    /// A sink to `topic`, keyed by `key` (CEL) when given.
+    #[must_use]
+    pub fn new(
+        name: String,
+        topic: String,
+        key: Option<Expr>,
+        producer: SharedProducer,
+        max_bytes: usize,
+        transactional: bool,
+    ) -> Self {
+        Self {
+            name,
+            topic,
+            key,
+            producer,
+            max_bytes,
+            transactional,
+            rejected: Vec::new(),
+            buf: Vec::with_capacity(1024),
+            failures_seen: 0,
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> SinkError {
+        SinkError::Broker {
+            name: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Sends one value, waiting while librdkafka's queue is full.
+    fn send(&mut self, key: Option<&str>, headers: Option<OwnedHeaders>) -> Result<(), SinkError> {
+        let mut record = BaseRecord::to(&self.topic).payload(&self.buf);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // The producer thread drains the queue; give it a moment.
+                    record = r;
+                    self.producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(SinkError::Broker {
+                        name: self.name.clone(),
+                        message: format!("producing to {}: {e}", self.topic),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The key's string form: a string as is, `null` as no key, else its JSON.
+fn key_string(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn headers_of(pairs: &[(String, String)]) -> Option<OwnedHeaders> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut h = OwnedHeaders::new_with_capacity(pairs.len());
+    for (k, v) in pairs {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    Some(h)
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        for r in records {
+            let key = match &self.key {
+                Some(expr) => match expr.eval(&r.value) {
+                    Ok(v) => key_string(&v),
+                    Err(e) => {
+                        self.rejected.push(DeadLetter::new(
+                            &self.name,
+                            format!("key: {e}"),
+                            r.clone(),
+                        ));
+                        continue;
+                    }
+                },
+                None => r.key.as_deref().map(str::to_owned),
+            };
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, &r.value)
+                .map_err(|e| self.err(format!("encoding a record: {e}")))?;
+            if self.buf.len() > self.max_bytes {
+                let msg = format!(
+                    "record of {} bytes exceeds the limit of {} bytes",
+                    self.buf.len(),
+                    self.max_bytes
+                );
+                self.rejected
+                    .push(DeadLetter::new(&self.name, msg, r.clone()));
+                continue;
+            }
+            self.send(key.as_deref(), headers_of(&r.headers))?;
+        }
+        Ok(())
+    }
+
+    fn write_values(&mut self, values: &[Value]) -> Result<(), SinkError> {
+        for v in values {
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, v)
+                .map_err(|e| self.err(format!("encoding a value: {e}")))?;
+            self.send(None, None)?;
+        }
+        Ok(())
+    }
+
+    fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        for d in letters {
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, &d.to_json())
+                .map_err(|e| self.err(format!("encoding a dead letter: {e}")))?;
+            if self.buf.len() > self.max_bytes {
+                // Keep the provenance, drop the oversized record itself.
+                let mut slim = d.to_json();
+                slim["record"] = Value::String(format!(
+                    "<{} bytes, over the limit of {}>",
+                    self.buf.len(),
+                    self.max_bytes
+                ));
+                self.buf.clear();
+                serde_json::to_writer(&mut self.buf, &slim)
+                    .map_err(|e| self.err(format!("encoding a dead letter: {e}")))?;
+            }
+            let pos = &d.record.position;
+            let (partition, offset) = (pos.partition.to_string(), pos.offset.to_string());
+            let pairs = [
+                ("tributary.source.topic", &*pos.source),
+                ("tributary.source.partition", partition.as_str()),
+                ("tributary.source.offset", offset.as_str()),
+                ("tributary.step", d.step.as_str()),
+                ("tributary.error", d.error.as_str()),
+            ];
+            let mut h = OwnedHeaders::new_with_capacity(pairs.len());
+            for (k, v) in pairs {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let key = d.record.key.clone();
+            self.send(key.as_deref(), Some(h))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.transactional {
+            return Ok(());
+        }
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| self.err(format!("flushing: {e}")))?;
+        let failed = self.producer.context().failed();
+        if failed > self.failures_seen {
+            let n = failed - self.failures_seen;
+            self.failures_seen = failed;
+            return Err(self.err(format!(
+                "{n} record(s) could not be delivered: {}",
+                self.producer.context().last_error().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    fn take_rejected(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_strings_as_is_and_other_values_as_json() {
+        assert_eq!(key_string(&json!("u1")).as_deref(), Some("u1"));
+        assert_eq!(key_string(&json!(42)).as_deref(), Some("42"));
+        assert_eq!(key_string(&json!(null)), None);
+        assert_eq!(key_string(&json!({"a": 1})).as_deref(), Some(r#"{"a":1}"#));
+    }
+}

@@ -1,0 +1,170 @@
+//! A task: one assigned input partition with its own step chain, its own
+//! watermark and its own state, as in Kafka Streams. A rebalance moves
+//! tasks, and with them their state (rebuilt by replay, see `checkpoint`).
+
+use std::sync::Arc;
+
+use crate::record::Record;
+use crate::runtime::Metrics;
+use crate::runtime::chain::{self, Outputs};
+use crate::step::Step;
+use crate::{RunError, source};
+
+use super::checkpoint::{self, Meta, Restore};
+
+/// One input partition's processing.
+pub struct Task {
+    /// Input topic.
+    pub topic: Arc<str>,
+    /// Input partition.
+    pub partition: i32,
+    steps: Vec<Box<dyn Step>>,
+    /// Next offset to process (the position `P` a checkpoint commits);
+    /// -1 before the first record of a partition without a checkpoint.
+    next: i64,
+    /// Records below this offset are replays.
+    replay_until: i64,
+    bound: i64,
+    max_ts: i64,
+    wm: i64,
+    /// Whether the steps have seen the restored watermark.
+    primed: bool,
+    pending: Vec<Record>,
+}
+
+impl Task {
+    /// A task restored per `restore`; `bound` is `maxOutOfOrderness` (ms).
+    #[must_use]
+    pub fn new(
+        topic: Arc<str>,
+        partition: i32,
+        steps: Vec<Box<dyn Step>>,
+        restore: Restore,
+        bound: i64,
+    ) -> Self {
+        Self {
+            topic,
+            partition,
+            steps,
+            next: restore.seek.unwrap_or(-1),
+            replay_until: restore.replay_until,
+            bound,
+            max_ts: if restore.wm == i64::MIN {
+                i64::MIN
+            } else {
+                restore.wm.saturating_add(bound)
+            },
+            wm: restore.wm,
+            primed: restore.wm == i64::MIN,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Whether the task is still rebuilding state below its committed position.
+    #[must_use]
+    pub fn replaying(&self) -> bool {
+        self.next < self.replay_until
+    }
+
+    /// The task's watermark.
+    #[must_use]
+    pub fn watermark(&self) -> i64 {
+        self.wm
+    }
+
+    /// The processed position, once known.
+    #[must_use]
+    pub fn position(&self) -> Option<i64> {
+        (self.next >= 0).then_some(self.next)
+    }
+
+    /// Queues a record read at `offset`; returns whether it is a replay.
+    /// Records below the position are stale fetches and ignored.
+    pub fn add(&mut self, mut rec: Record) -> Option<bool> {
+        let offset = rec.position.offset;
+        if offset < self.next {
+            return None;
+        }
+        self.next = offset + 1;
+        rec.replay = offset < self.replay_until;
+        self.max_ts = self.max_ts.max(rec.event_time);
+        let replay = rec.replay;
+        self.pending.push(rec);
+        Some(replay)
+    }
+
+    /// Notes a record that went to the dead-letter sink without a step.
+    pub fn skip(&mut self, offset: i64) -> Option<bool> {
+        if offset < self.next {
+            return None;
+        }
+        self.next = offset + 1;
+        Some(offset < self.replay_until)
+    }
+
+    /// Records waiting for [`process`](Self::process).
+    #[must_use]
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether records wait for [`process`](Self::process).
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Runs the queued records through the steps, then advances the
+    /// watermark (firing windows).
+    ///
+    /// # Errors
+    /// When a step stops the pipeline or a sink fails.
+    pub fn process(&mut self, out: &mut Outputs, m: &Metrics) -> Result<(), RunError> {
+        if !self.primed {
+            // Windows that closed before the checkpoint must stay closed
+            // for the records replayed now.
+            self.primed = true;
+            chain::advance(&mut self.steps, self.wm, out, m)?;
+        }
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            chain::push(&mut self.steps, 0, batch, out, m)?;
+        }
+        let wm = if self.max_ts == i64::MIN {
+            i64::MIN
+        } else {
+            self.max_ts.saturating_sub(self.bound)
+        };
+        if wm > self.wm {
+            self.wm = wm;
+            chain::advance(&mut self.steps, wm, out, m)?;
+        }
+        Ok(())
+    }
+
+    /// Processing time moved on: triggers.
+    ///
+    /// # Errors
+    /// When a step stops the pipeline or a sink fails.
+    pub fn tick(&mut self, out: &mut Outputs, m: &Metrics) -> Result<(), RunError> {
+        chain::tick(&mut self.steps, source::now_ms(), out, m)
+    }
+
+    /// What a checkpoint commits for this task: the position and its
+    /// metadata; `None` while replaying (the previous checkpoint still
+    /// holds) or before the first record.
+    #[must_use]
+    pub fn checkpoint(&self) -> Option<(i64, Meta)> {
+        if self.replaying() || self.next < 0 {
+            return None;
+        }
+        let low = checkpoint::low_water(self.next, chain::low_water(&self.steps));
+        Some((self.next, Meta { low, wm: self.wm }))
+    }
+
+    /// Keys and windows held.
+    #[must_use]
+    pub fn state_size(&self) -> usize {
+        self.steps.iter().map(|s| s.state_size()).sum()
+    }
+}

@@ -1,0 +1,3 @@
+//! Connectors to brokers, each behind its cargo feature.
+
+pub mod kafka;
