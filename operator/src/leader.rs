@@ -170,7 +170,10 @@ impl LeaseLock {
                         name: Some(self.name.clone()),
                         ..ObjectMeta::default()
                     },
-                    spec: Some(self.spec(None, true, now)),
+                    spec: Some(LeaseSpec {
+                        lease_transitions: Some(0),
+                        ..self.spec(None, true, now)
+                    }),
                 };
                 self.api.create(&PostParams::default(), &lease).await
             }

@@ -66,3 +66,21 @@ pub const LEADER_ELECTION_RULES: &[Rule] = &[Rule {
     resources: &["leases"],
     verbs: &["get", "create", "update"],
 }];
+
+/// Every `(group, resource, verb)` that `rules` grant.
+#[must_use]
+pub fn expand(rules: &[Rule]) -> std::collections::BTreeSet<(String, String, String)> {
+    rules
+        .iter()
+        .flat_map(|r| {
+            r.resources.iter().flat_map(move |res| {
+                r.verbs
+                    .iter()
+                    .map(move |v| (r.group.to_owned(), (*res).to_owned(), (*v).to_owned()))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
