@@ -42,6 +42,9 @@ echo "e2e: test bed up after $((SECONDS - start))s" >&2
 
 cargo build -p tributary-processor --bin tributary
 export TRIBUTARY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tributary"
+# The operator e2e tests run it as a local process (kwok runs no pods).
+cargo build -p tributary-operator --bin tributary-operator
+export TRIBUTARY_OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tributary-operator"
 
 set +e
 cargo test -p tributary-e2e --no-fail-fast -- --test-threads="${E2E_TEST_THREADS:-2}"

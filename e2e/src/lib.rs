@@ -18,12 +18,15 @@
 //! - [`runner`]: the pod runner. Under kwok, processor pods never run, so
 //!   the `pod-runner` binary starts the real `tributary` binary as a local
 //!   process for every Running processor pod and stops it when the pod goes.
+//! - [`operator`]: the chart installed per test, the operator run as a local
+//!   process with its ServiceAccount's token, its metrics and the audit log.
 //! - `tests/`: smoke tests proving each part of the test bed is real, and
 //!   the pod runner's scaling test.
 
 pub mod env;
 pub mod fixture;
 pub mod kafka;
+pub mod operator;
 pub mod poll;
 pub mod process;
 pub mod runner;

@@ -16,8 +16,10 @@
 //! # Caveats
 //!
 //! Every process shares the host network, so a processor that binds a fixed
-//! port (metrics) in several replicas conflicts; pass `--env` to the runner
-//! to set the processor's listen addresses, or let the processor pick.
+//! port in several replicas conflicts. The runner therefore sets
+//! `TRIBUTARY_METRICS_ADDR=127.0.0.1:0` on every process (see
+//! [`supervisor::OVERRIDE_ENV`]); pass `--env` to the runner for any other
+//! listen address.
 
 pub mod plan;
 pub mod supervisor;

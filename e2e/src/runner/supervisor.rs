@@ -79,6 +79,12 @@ pub struct Supervisor {
 /// Environment passed through from the runner to every process.
 const PASS_THROUGH: &[&str] = &["PATH", "RUST_LOG", "RUST_BACKTRACE", "TZ", "LANG"];
 
+/// Set on every process over the pod's own env (the runner's `--env` still
+/// wins). Pods of a Deployment all listen on the same metrics port
+/// (`0.0.0.0:9090`), which is fine on separate pod IPs but collides when
+/// several run on this one host: each process takes a free loopback port.
+pub const OVERRIDE_ENV: &[(&str, &str)] = &[("TRIBUTARY_METRICS_ADDR", "127.0.0.1:0")];
+
 impl Supervisor {
     /// A supervisor running `bin`, with work directories under `work_root`
     /// and `extra_env` added to every process (after the pod's env).
@@ -158,6 +164,7 @@ impl Supervisor {
             .env("HOME", workdir)
             .envs(plan.env.get("POD_NAME").map(|n| ("HOSTNAME", n)))
             .envs(&plan.env)
+            .envs(OVERRIDE_ENV.iter().copied())
             .envs(&self.extra_env)
             .stdin(Stdio::null())
             .stdout(log("stdout.log")?)
@@ -323,7 +330,13 @@ mod tests {
     fn plan(args: &[&str], restart: Restart) -> Plan {
         Plan {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
+            env: BTreeMap::from([
+                ("GREETING".to_owned(), "hi".to_owned()),
+                (
+                    "TRIBUTARY_METRICS_ADDR".to_owned(),
+                    "0.0.0.0:9090".to_owned(),
+                ),
+            ]),
             files: vec![super::super::plan::File {
                 path: PathBuf::from("volumes/config/pipeline.yaml"),
                 content: b"spec: {}\n".to_vec(),
@@ -361,7 +374,7 @@ mod tests {
             plan(
                 &[
                     "-c",
-                    "cat volumes/config/pipeline.yaml; echo $GREETING; exec sleep 600",
+                    "cat volumes/config/pipeline.yaml; echo $GREETING $TRIBUTARY_METRICS_ADDR; exec sleep 600",
                 ],
                 Restart::Always,
             ),
@@ -381,7 +394,11 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "spec: {}\nhi\n");
+        // The pod's fixed metrics port is replaced by a free loopback one.
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "spec: {}\nhi 127.0.0.1:0\n"
+        );
 
         sup.stop(std::slice::from_ref(&pod)).await.unwrap();
         assert!(running(root.path()).is_empty());

@@ -1,0 +1,218 @@
+//! The usual setup of an operator test: a chart release, a namespace for
+//! pipelines that enforces the `restricted` Pod Security Standard, and one
+//! operator process that leads.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DynamicObject, PostParams};
+use kube::{Api, Client};
+
+use super::chart::{self, Release};
+use super::pipeline;
+use super::process::{Operator, Options};
+use super::{Error, Result};
+use crate::env::TestBed;
+use crate::{fixture, poll, tools};
+
+/// How long an operator may take to become the leader of a fresh Lease.
+pub const LEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the tests wait for the operator to act on a change.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's release, pipeline namespace and leading operator.
+#[allow(missing_debug_implementations)] // kube::Client is not Debug
+pub struct Harness {
+    /// The test bed.
+    pub bed: TestBed,
+    /// An admin client.
+    pub client: Client,
+    /// The chart release (the operator's identity and Lease).
+    pub release: Release,
+    /// Where the test's pipelines live (`--namespace` of the operator).
+    pub namespace: String,
+    /// The operator, leading.
+    pub operator: Operator,
+}
+
+impl Harness {
+    /// Installs the chart, creates the pipeline namespace and starts one
+    /// operator, waiting until it holds the Lease.
+    ///
+    /// # Errors
+    ///
+    /// When any step fails; a timeout carries the operator's log.
+    pub async fn start(prefix: &str) -> Result<Self> {
+        Self::start_with(prefix, Duration::from_secs(15)).await
+    }
+
+    /// [`Harness::start`] with the operator's `--lease-duration`.
+    ///
+    /// # Errors
+    ///
+    /// When any step fails; a timeout carries the operator's log.
+    pub async fn start_with(prefix: &str, lease_duration: Duration) -> Result<Self> {
+        let bed = fixture::testbed();
+        let client = fixture::client(&bed.kubeconfig()?)
+            .await
+            .map_err(|e| Error::Unexpected(e.to_string()))?;
+        let release = chart::install(&bed, prefix)?;
+        let namespace = restricted_namespace(&client, &format!("{prefix}-sp")).await?;
+        let mut opts = Options::new(&namespace, "leader");
+        opts.lease_duration = lease_duration;
+        let operator = Operator::start(&release, &opts)?;
+        let harness = Self {
+            bed,
+            client,
+            release,
+            namespace,
+            operator,
+        };
+        wait_leading(&harness.operator).await?;
+        Ok(harness)
+    }
+
+    /// The pipelines of the test namespace.
+    #[must_use]
+    pub fn pipelines(&self) -> Api<DynamicObject> {
+        pipeline::api(&self.client, &self.namespace)
+    }
+
+    /// Typed objects of the test namespace.
+    #[must_use]
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// `kubectl apply` of `yaml` into the test namespace.
+    ///
+    /// # Errors
+    ///
+    /// When the API server refuses it.
+    pub fn apply(&self, yaml: &str) -> Result<tools::Output> {
+        pipeline::apply(&self.bed, &self.namespace, yaml)
+    }
+
+    /// `kubectl ARGS… -n NAMESPACE`.
+    ///
+    /// # Errors
+    ///
+    /// When kubectl fails.
+    pub fn kubectl(&self, args: &[&str]) -> Result<tools::Output> {
+        let mut all = args.to_vec();
+        all.extend(["-n", &self.namespace]);
+        pipeline::kubectl(&self.bed, &all, None)
+    }
+
+    /// [`poll::until`] with [`WAIT`]; a timeout carries the operator's log.
+    ///
+    /// # Errors
+    ///
+    /// When the deadline passes first.
+    pub async fn until<T, E, F, Fut>(&self, what: &str, check: F) -> Result<T>
+    where
+        E: Debug,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<Option<T>, E>>,
+    {
+        poll::until(what, WAIT, pipeline::EVERY, check)
+            .await
+            .map_err(|e| Error::Unexpected(self.explain(e)))
+    }
+
+    /// Waits for condition `type_` = `status` (and `reason`) of the current
+    /// generation of pipeline `name`; a timeout carries the operator's log.
+    ///
+    /// # Errors
+    ///
+    /// When the deadline passes first.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<DynamicObject> {
+        pipeline::wait_condition(&self.pipelines(), name, type_, status, reason, WAIT)
+            .await
+            .map_err(|e| Error::Unexpected(self.explain(e)))
+    }
+
+    /// Waits until pipeline `name` is `Ready=True` for its current generation.
+    ///
+    /// # Errors
+    ///
+    /// When the deadline passes first.
+    pub async fn wait_ready(&self, name: &str) -> Result<DynamicObject> {
+        self.wait_condition(name, "Ready", "True", None).await
+    }
+
+    /// `err` with the operator's last log lines, for a failing test.
+    #[must_use]
+    pub fn explain(&self, err: impl std::fmt::Display) -> String {
+        format!(
+            "{err}\n--- operator log ({}), last lines:\n{}",
+            self.operator.log.display(),
+            self.operator.log_tail(40)
+        )
+    }
+}
+
+/// Creates a namespace `prefix-<n>` labelled to enforce the `restricted`
+/// Pod Security Standard: a processor pod that breaks it is never created,
+/// so its Deployment never becomes available.
+///
+/// # Errors
+///
+/// When the API server refuses.
+pub async fn restricted_namespace(client: &Client, prefix: &str) -> Result<String> {
+    let mut name = fixture::unique(prefix);
+    name.truncate(63);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"
+            }
+        }
+    }))
+    .map_err(|e| Error::Unexpected(e.to_string()))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(name)
+}
+
+/// Waits until `operator` reports `tributary_operator_leader 1`.
+///
+/// # Errors
+///
+/// When it exits or does not lead in time (with its log).
+pub async fn wait_leading(operator: &Operator) -> Result<()> {
+    poll::until(
+        &format!("operator {} to lead", operator.identity),
+        LEAD_TIMEOUT,
+        pipeline::EVERY,
+        || async {
+            operator.check_alive()?;
+            let leader = operator.metric("tributary_operator_leader")?;
+            Ok::<_, Error>((leader == Some(1.0)).then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| {
+        Error::Unexpected(format!(
+            "{e}\n--- operator log ({}):\n{}",
+            operator.log.display(),
+            operator.log_tail(40)
+        ))
+    })
+}

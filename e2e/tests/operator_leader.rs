@@ -1,0 +1,120 @@
+//! Leader election: of two operators sharing a Lease exactly one leads and
+//! reconciles; when the leader is killed (SIGKILL, no goodbye) the standby
+//! takes over once the Lease expires and reconciles what is applied next;
+//! a leader stopped with SIGTERM hands over at once.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tributary_e2e::operator::harness::{Harness, wait_leading};
+use tributary_e2e::operator::pipeline::{self, EVERY, generator_pipeline};
+use tributary_e2e::operator::process::{Operator, Options};
+use tributary_e2e::poll;
+
+const LEASE: Duration = Duration::from_secs(6);
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn holder(leases: &Api<Lease>, name: &str) -> Result<Option<String>> {
+    Ok(leases
+        .get(name)
+        .await?
+        .spec
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty()))
+}
+
+/// Waits until `op` is standing by: serving `/readyz` and reporting
+/// `tributary_operator_leader 0`.
+async fn wait_standby(op: &Operator) -> Result<()> {
+    poll::until(
+        &format!("{} to stand by", op.identity),
+        WAIT,
+        EVERY,
+        || async {
+            op.check_alive()?;
+            let ready = op.get("/readyz")?.0 == 200;
+            let leader = op.metric("tributary_operator_leader")?;
+            anyhow::Ok((ready && leader == Some(0.0)).then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n--- {} log:\n{}", op.identity, op.log_tail(40)))
+}
+
+fn reconciles(op: &Operator) -> Result<f64> {
+    Ok(op.metric_sum("tributary_operator_reconciles_total")?)
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_and_a_killed_leader_is_replaced() -> Result<()> {
+    let h = Harness::start_with("op-leader", LEASE).await?;
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.release.namespace);
+    let lease_name = h.release.lease_name.clone();
+    let mut opts = Options::new(&h.namespace, "standby");
+    opts.lease_duration = LEASE;
+    let standby = Operator::start(&h.release, &opts)?;
+    wait_standby(&standby).await?;
+    ensure!(holder(&leases, &lease_name).await?.as_deref() == Some("leader"));
+
+    // Only the leader reconciles.
+    h.apply(&generator_pipeline("first", "[]"))?;
+    h.wait_ready("first").await?;
+    ensure!(
+        reconciles(&h.operator)? > 0.0,
+        "the leader counted no reconcile"
+    );
+    ensure!(
+        reconciles(&standby)? == 0.0,
+        "the standby reconciled:\n{}",
+        standby.get("/metrics")?.1
+    );
+    ensure!(standby.metric("tributary_operator_leader")? == Some(0.0));
+
+    // SIGKILL: the Lease is not released; the standby waits for it to expire.
+    h.operator.kill9();
+    let killed = Instant::now();
+    wait_leading(&standby).await?;
+    let took = killed.elapsed();
+    ensure!(
+        holder(&leases, &lease_name).await?.as_deref() == Some("standby"),
+        "the Lease should name the new leader"
+    );
+    ensure!(
+        took <= LEASE * 2,
+        "takeover took {took:?}, more than twice the lease duration {LEASE:?}"
+    );
+    eprintln!("takeover after SIGKILL of the leader: {took:?} (lease {LEASE:?})");
+
+    h.apply(&generator_pipeline("second", "[]"))?;
+    pipeline::wait_condition(&h.pipelines(), "second", "Ready", "True", None, WAIT)
+        .await
+        .map_err(|e| anyhow!("{e}\n--- standby log:\n{}", standby.log_tail(40)))?;
+    ensure!(reconciles(&standby)? > 0.0);
+
+    // SIGTERM: the leader steps down and releases the Lease, so a third
+    // operator takes over at its next poll (a third of the lease), before
+    // the Lease would have expired.
+    let mut opts = Options::new(&h.namespace, "third");
+    opts.lease_duration = LEASE;
+    let third = Operator::start(&h.release, &opts)?;
+    wait_standby(&third).await?;
+    let stopped = Instant::now();
+    let status = standby
+        .terminate(Duration::from_secs(20))
+        .context("the leader did not stop on SIGTERM")?;
+    ensure!(
+        status.success(),
+        "the leader exited with {status} on SIGTERM"
+    );
+    wait_leading(&third).await?;
+    let took = stopped.elapsed();
+    ensure!(holder(&leases, &lease_name).await?.as_deref() == Some("third"));
+    ensure!(
+        took < LEASE,
+        "takeover after SIGTERM took {took:?}: the Lease was not released (it expires after {LEASE:?})"
+    );
+    eprintln!("takeover after SIGTERM of the leader: {took:?}");
+    Ok(())
+}
