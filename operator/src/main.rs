@@ -160,14 +160,20 @@ async fn lead(
                 break Ok(());
             }
             _ = &mut running => break Err(anyhow::anyhow!("the controller stopped unexpectedly")),
-            () = tokio::time::sleep(every) => match lock.try_acquire().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => bail!("lost the Lease {lease} to another holder"),
-                Err(error) if renewed.elapsed() < deadline => {
-                    tracing::warn!(%error, %lease, "could not renew the Lease; retrying");
+            () = tokio::time::sleep(every) => {
+                // A hung request must not outlive the Lease.
+                let attempt = tokio::time::timeout(every, lock.try_acquire()).await;
+                match attempt.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => bail!("lost the Lease {lease} to another holder"),
+                    Err(error) if renewed.elapsed() < deadline => {
+                        tracing::warn!(%error, %lease, "could not renew the Lease; retrying");
+                    }
+                    Err(error) => {
+                        bail!("could not renew the Lease {lease} within {deadline:?}: {error}")
+                    }
                 }
-                Err(error) => bail!("could not renew the Lease {lease} within {deadline:?}: {error}"),
-            },
+            }
         }
     };
     metrics.leader.set(0);

@@ -111,13 +111,32 @@ pub fn error_policy(sp: Arc<StreamPipeline>, err: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
-/// Every check the processor would make before running: the shared
-/// `validate` rules and the rendered config loading back.
+/// Every check the processor would make before running (the shared
+/// `validate` rules, the rendered config loading back), and what the
+/// Deployment needs: sidecar names that do not clash.
 fn check(sp: &StreamPipeline) -> Result<(), Vec<FieldError>> {
-    tributary_crds::validate(&sp.spec)?;
-    let rendered = children::configmap::render(sp);
-    tributary_crds::load_pipeline(&rendered).map_err(|e| vec![e])?;
-    Ok(())
+    let mut errors = tributary_crds::validate(&sp.spec).err().unwrap_or_default();
+    let sidecars = sp.spec.processor.iter().flat_map(|p| &p.sidecars);
+    let mut names = vec![children::deployment::CONTAINER];
+    for (i, c) in sidecars.enumerate() {
+        if names.contains(&c.name.as_str()) {
+            errors.push(FieldError::new(
+                format!("spec.processor.sidecars[{i}].name"),
+                format!(
+                    "{:?} is taken (the processor container or another sidecar)",
+                    c.name
+                ),
+            ));
+        }
+        names.push(&c.name);
+    }
+    if errors.is_empty() {
+        let rendered = children::configmap::render(sp);
+        tributary_crds::load_pipeline(&rendered).map_err(|e| vec![e])?;
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 async fn reconcile_inner(sp: &StreamPipeline, ctx: &Context) -> Result<Outcome> {
@@ -205,4 +224,25 @@ async fn patch_status(
         .map_err(Error::kube(format!("patching status of {ns}/{name}")))?;
     tracing::debug!(pipeline = %key(sp), "status updated");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::children::fixture;
+
+    #[test]
+    fn a_valid_pipeline_passes_every_check() {
+        assert_eq!(check(&fixture::pipeline()), Ok(()));
+        assert_eq!(check(&fixture::with_sidecar()), Ok(()));
+    }
+
+    #[test]
+    fn a_sidecar_named_like_the_processor_is_an_invalid_spec() {
+        let mut sp = fixture::with_sidecar();
+        let p = sp.spec.processor.as_mut().unwrap();
+        p.sidecars[0].name = "processor".to_owned();
+        let errors = check(&sp).unwrap_err();
+        assert_eq!(errors[0].path, "spec.processor.sidecars[0].name");
+    }
 }
