@@ -4,8 +4,6 @@
 //! the pod's ConfigMap.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -14,6 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use tributary_e2e::runner::handle::{PodRunner, alive};
 use tributary_e2e::{fixture, poll};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -38,75 +37,19 @@ fn tributary_bin() -> PathBuf {
     )
 }
 
-/// The pod runner process; killed when the test ends, however it ends.
-struct Runner {
-    child: Mutex<Child>,
-    log: PathBuf,
-}
-
-impl Runner {
-    /// Fails with the runner's log once it has exited: a dead runner must
-    /// not look like a slow one.
-    fn check(&self) -> Result<()> {
-        let exited = self
-            .child
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .try_wait()?;
-        match exited {
-            None => Ok(()),
-            Some(status) => Err(anyhow::anyhow!(
-                "pod-runner exited with {status}; its log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            )),
-        }
-    }
-
-    /// Adds the runner's log to a failure.
-    fn report(&self, e: impl Into<anyhow::Error>) -> anyhow::Error {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        e.into().context(format!("pod-runner log:\n{log}"))
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let Ok(child) = self.child.get_mut() else {
-            return;
-        };
-        // SIGTERM lets it stop its processors; the deadline below bounds it.
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
-        for _ in 0..100 {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
 /// The runner's view: (pod name, pid, work dir) of every live process.
-fn running(work: &Path) -> Result<Vec<(String, u32, PathBuf)>> {
-    let path = work.join("running.json");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let v: Vec<Value> = serde_json::from_slice(&std::fs::read(&path)?)?;
-    v.iter()
-        .map(|e| {
-            Ok((
-                e["pod"].as_str().context("pod")?.to_owned(),
-                u32::try_from(e["pid"].as_u64().context("pid")?)?,
-                PathBuf::from(e["workdir"].as_str().context("workdir")?),
-            ))
-        })
-        .collect()
+fn running(runner: &PodRunner) -> Result<Vec<(String, u32, PathBuf)>> {
+    Ok(runner
+        .running()?
+        .into_iter()
+        .map(|r| (r.pod, r.pid, r.workdir))
+        .collect())
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+/// Adds the runner's log to a failure.
+fn report(runner: &PodRunner, e: impl Into<anyhow::Error>) -> anyhow::Error {
+    e.into()
+        .context(format!("pod-runner log:\n{}", runner.log_text()))
 }
 
 /// Where the pod's relative `out.jsonl` lands: the processor resolves
@@ -127,18 +70,14 @@ fn lines(path: &Path) -> usize {
 
 /// Waits until exactly `n` processes run, each alive and each writing
 /// pipeline output that keeps growing.
-async fn expect_processes(
-    runner: &Runner,
-    work: &Path,
-    n: usize,
-) -> Result<Vec<(String, u32, PathBuf)>> {
+async fn expect_processes(runner: &PodRunner, n: usize) -> Result<Vec<(String, u32, PathBuf)>> {
     let procs = poll::until(
         &format!("{n} live processors"),
         WAIT,
         EVERY,
         || async move {
             runner.check()?;
-            let procs = running(work)?;
+            let procs = running(runner)?;
             let ok = procs.len() == n && procs.iter().all(|(_, pid, _)| alive(*pid));
             anyhow::Ok(ok.then_some(procs))
         },
@@ -236,31 +175,22 @@ async fn scaling_a_processor_deployment_starts_and_stops_processes() -> Result<(
         .await?;
 
     let work = tempfile::tempdir()?;
-    let log_path = work.path().join("runner.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(env!("CARGO_BIN_EXE_pod-runner"))
-        .args(["--namespace", &ns, "--bin"])
-        .arg(&bin)
-        .arg("--work-dir")
-        .arg(work.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .stdin(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting pod-runner")?;
-    let runner = Runner {
-        child: Mutex::new(child),
-        log: log_path,
-    };
-    let work = work.path();
+    let runner = PodRunner::start(
+        Path::new(env!("CARGO_BIN_EXE_pod-runner")),
+        &kubeconfig,
+        &ns,
+        &bin,
+        work.path(),
+    )
+    .context("starting pod-runner")?;
 
-    let one = expect_processes(&runner, work, 1)
+    let one = expect_processes(&runner, 1)
         .await
-        .map_err(|e| runner.report(e))?;
+        .map_err(|e| report(&runner, e))?;
     scale(&deployments, 2).await?;
-    let two = expect_processes(&runner, work, 2)
+    let two = expect_processes(&runner, 2)
         .await
-        .map_err(|e| runner.report(e))?;
+        .map_err(|e| report(&runner, e))?;
     assert!(
         two.iter()
             .any(|(pod, pid, _)| (pod, pid) == (&one[0].0, &one[0].1)),
@@ -270,10 +200,10 @@ async fn scaling_a_processor_deployment_starts_and_stops_processes() -> Result<(
     let (two, runner_ref) = (&two, &runner);
     poll::until("every processor to stop", WAIT, EVERY, || async move {
         runner_ref.check()?;
-        let gone = running(work)?.is_empty() && two.iter().all(|(_, pid, _)| !alive(*pid));
+        let gone = running(runner_ref)?.is_empty() && two.iter().all(|(_, pid, _)| !alive(*pid));
         anyhow::Ok(gone.then_some(()))
     })
     .await
-    .map_err(|e| runner.report(e))?;
+    .map_err(|e| report(&runner, e))?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //!
 //! - [`plan`]: pure: a pod and the objects it references → what to run.
 //! - [`supervisor`]: starting, restarting and stopping the processes.
+//! - [`handle`]: a `pod-runner` process as a test starts, watches and stops it.
 //!
 //! # Caveats
 //!
@@ -21,6 +22,7 @@
 //! [`supervisor::OVERRIDE_ENV`]); pass `--env` to the runner for any other
 //! listen address.
 
+pub mod handle;
 pub mod plan;
 pub mod supervisor;
 
