@@ -2,6 +2,8 @@
 //! [`Step::process`] is required; watermark, timer and end-of-input hooks
 //! default to doing nothing, as in Arroyo's operator trait.
 
+mod anomaly;
+pub mod cep;
 mod dedupe;
 mod filter;
 mod map;
@@ -151,10 +153,25 @@ pub fn build(spec: &StreamPipelineSpec) -> Result<Vec<Box<dyn Step>>, StepError>
                     }
                 })?,
             ),
+            Some(StepKind::Cep(c)) => boxed(cep::Cep::new(name, c, &env), path("cep"))?,
+            Some(StepKind::Anomaly(a)) => {
+                boxed(anomaly::Anomaly::new(name, a, &env), path("anomaly"))?
+            }
             Some(other) => return Err(StepError::Unsupported(path(other.field()))),
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),
         };
         steps.push(step);
     }
     Ok(steps)
+}
+
+/// A step that compiled, boxed; or the compile error at `path`.
+fn boxed<S: Step + 'static>(
+    step: Result<S, ExprError>,
+    path: String,
+) -> Result<Box<dyn Step>, StepError> {
+    match step {
+        Ok(s) => Ok(Box::new(s)),
+        Err(source) => Err(StepError::Expr { path, source }),
+    }
 }

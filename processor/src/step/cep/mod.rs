@@ -1,0 +1,335 @@
+//! The `cep` step: complex event processing per key, in event time.
+//!
+//! Records are buffered per key and matched in event-time order (arrival
+//! order breaks ties) once the watermark passes them, as Flink CEP does, so
+//! out-of-order input within the watermark bound yields the same matches as
+//! ordered input. Partial matches expire when the watermark passes their
+//! first event's time plus `within`, so state is bounded by `within`.
+//! `docs/cep.md` states the semantics; `brute.rs` restates them as a search
+//! over every subsequence, and the property tests hold the kernel to it.
+//!
+//! # Layout
+//!
+//! - `pattern`: the pattern compiled to bits and counts.
+//! - `nfa`: shared kernel types, emission order, the after-match skip.
+//! - `sequence`: `sequence` and `anyOf`; `all_of`: `allOf`.
+//! - this file: CEL, keys, buffering, watermarks, timers, output records.
+
+mod all_of;
+mod nfa;
+mod pattern;
+mod sequence;
+
+#[cfg(test)]
+mod brute;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+use tributary_crds::CepStep;
+
+use self::nfa::{Match, Matcher};
+use self::pattern::{PatternDef, Shape};
+use super::window::Key;
+use super::{Emit, Step, StepError};
+use crate::expr::{Expr, ExprError};
+use crate::record::{Position, Record};
+use crate::sink::DeadLetter;
+
+/// A record waiting for the watermark.
+struct Buffered {
+    key: Key,
+    bits: u64,
+    value: Value,
+}
+
+/// One key's matcher and the deadline its timer is set for.
+struct KeyState {
+    matcher: Matcher<Arc<Value>>,
+    timer: i64,
+}
+
+/// A `cep` step.
+pub struct Cep {
+    name: String,
+    keys: Vec<(String, Expr)>,
+    /// Bit `j`: step `j`'s `when`; bit `32 + j`: its `notFollowedBy`.
+    conds: Vec<(u64, Expr)>,
+    def: Arc<PatternDef>,
+    alts: Arc<Vec<Vec<u16>>>,
+    pattern_name: Value,
+    buffer: BTreeMap<(i64, u64), Buffered>,
+    seq: u64,
+    states: FxHashMap<Key, KeyState>,
+    timers: BinaryHeap<Reverse<(i64, Key)>>,
+    wm: i64,
+    matches: Vec<Match<Arc<Value>>>,
+    pending_out: Vec<(Key, Match<Arc<Value>>)>,
+    source: Arc<str>,
+    cond_errors: u64,
+}
+
+impl Cep {
+    /// A CEP step.
+    ///
+    /// # Errors
+    /// When an expression does not compile.
+    pub fn new(name: String, spec: &CepStep, env: &Arc<cel::Env>) -> Result<Self, ExprError> {
+        let keys = spec
+            .key_by
+            .iter()
+            .map(|k| Ok((k.output_name(), Expr::compile(k.expr(), env)?)))
+            .collect::<Result<Vec<_>, ExprError>>()?;
+        let def = PatternDef::from_spec(&spec.pattern);
+        let steps = match def.shape {
+            Shape::Sequence => spec.pattern.sequence.as_deref(),
+            Shape::AnyOf => spec.pattern.any_of.as_deref(),
+            Shape::AllOf => spec.pattern.all_of.as_deref(),
+        }
+        .unwrap_or_default();
+        let mut conds = Vec::new();
+        for (j, s) in steps.iter().enumerate().take(pattern::MAX_STEPS) {
+            conds.push((PatternDef::cond(j), Expr::compile(&s.when, env)?));
+            if let Some(n) = &s.not_followed_by {
+                conds.push((def.neg(j), Expr::compile(n, env)?));
+            }
+        }
+        Ok(Self {
+            source: name.as_str().into(),
+            name,
+            keys,
+            conds,
+            alts: Arc::new(def.alternatives()),
+            def: Arc::new(def),
+            pattern_name: Value::from(spec.emit.name.clone()),
+            buffer: BTreeMap::new(),
+            seq: 0,
+            states: FxHashMap::default(),
+            timers: BinaryHeap::new(),
+            wm: i64::MIN,
+            matches: Vec::new(),
+            pending_out: Vec::new(),
+            cond_errors: 0,
+        })
+    }
+
+    /// The condition bits of a record. A condition that cannot be evaluated
+    /// on it (a missing field, a wrong type) is false for it.
+    fn bits(&mut self, value: &Value) -> u64 {
+        let mut bits = 0;
+        for (bit, e) in &self.conds {
+            match e.eval_bool(value) {
+                Ok(true) => bits |= bit,
+                Ok(false) => {}
+                Err(err) => {
+                    if self.cond_errors == 0 {
+                        tracing::debug!(step = %self.name, error = %err, "a CEP condition failed on a record; it counts as false");
+                    }
+                    self.cond_errors += 1;
+                }
+            }
+        }
+        bits
+    }
+
+    /// Feeds one buffered record to its key's matcher.
+    fn feed(&mut self, ts: i64, b: Buffered) {
+        let state = match self.states.get_mut(&b.key) {
+            Some(s) => s,
+            None if b.bits == 0 => return,
+            None => self.states.entry(b.key.clone()).or_insert(KeyState {
+                matcher: Matcher::new(&self.def, &self.alts),
+                timer: i64::MAX,
+            }),
+        };
+        let before = self.matches.len();
+        state
+            .matcher
+            .feed(ts, b.bits, Arc::new(b.value), &mut self.matches);
+        self.after(&b.key, before);
+    }
+
+    /// Labels new matches with their key, schedules the key's timer, and
+    /// forgets a key without partial matches.
+    fn after(&mut self, key: &Key, before: usize) {
+        let Some(state) = self.states.get_mut(key) else {
+            return;
+        };
+        match state.matcher.deadline() {
+            None => {
+                self.states.remove(key);
+            }
+            Some(d) if d < state.timer => {
+                state.timer = d;
+                self.timers.push(Reverse((d, key.clone())));
+            }
+            Some(_) => {}
+        }
+        self.pending_out
+            .extend(self.matches.drain(before..).map(|m| (key.clone(), m)));
+    }
+
+    /// Feeds every buffered record before `wm`, then fires due timers.
+    fn advance_to(&mut self, wm: i64) {
+        while let Some(entry) = self.buffer.first_entry() {
+            if entry.key().0 >= wm {
+                break;
+            }
+            let ((ts, _), b) = entry.remove_entry();
+            self.feed(ts, b);
+        }
+        while let Some(Reverse((d, _))) = self.timers.peek() {
+            if *d > wm {
+                break;
+            }
+            let Some(Reverse((d, key))) = self.timers.pop() else {
+                break;
+            };
+            let Some(state) = self.states.get_mut(&key) else {
+                continue;
+            };
+            if state.timer != d {
+                continue;
+            }
+            state.timer = i64::MAX;
+            let before = self.matches.len();
+            state.matcher.advance(wm, &mut self.matches);
+            self.after(&key, before);
+        }
+    }
+
+    /// Turns matches into output records (event time = the match's end).
+    fn drain(&mut self, emit: &mut Emit) {
+        for (key, m) in self.pending_out.drain(..) {
+            let mut events: Map<String, Value> = Map::new();
+            let used: Vec<u16> = m.events.iter().map(|t| t.step).collect();
+            let alt = self
+                .alts
+                .iter()
+                .find(|a| used.first().is_some_and(|s| a.contains(s)));
+            let listed: Vec<usize> = match self.def.shape {
+                Shape::AnyOf => alt
+                    .map(|a| a.iter().map(|&s| usize::from(s)).collect())
+                    .unwrap_or_default(),
+                Shape::Sequence | Shape::AllOf => (0..self.def.steps.len()).collect(),
+            };
+            for j in listed {
+                events.insert(self.def.steps[j].name.clone(), Value::Array(Vec::new()));
+            }
+            for t in &m.events {
+                let name = &self.def.steps[usize::from(t.step)].name;
+                if let Some(Value::Array(list)) = events.get_mut(name) {
+                    list.push(Value::clone(&t.payload));
+                }
+            }
+            let mut key_obj = Map::new();
+            for ((name, _), v) in self.keys.iter().zip(key.values()) {
+                key_obj.insert(name.clone(), v.clone());
+            }
+            let mut out = Map::new();
+            out.insert("pattern".into(), self.pattern_name.clone());
+            out.insert("key".into(), Value::Object(key_obj));
+            out.insert("events".into(), Value::Object(events));
+            out.insert("start".into(), Value::from(m.start));
+            out.insert("end".into(), Value::from(m.end));
+            emit.out.push(Record {
+                position: Position {
+                    source: self.source.clone(),
+                    partition: 0,
+                    offset: Position::DERIVED,
+                },
+                ..Record::new(Value::Object(out), m.end)
+            });
+        }
+    }
+}
+
+impl Step for Cep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        let every = Matcher::<Arc<Value>>::needs_every_event(&self.def);
+        for rec in input {
+            if rec.event_time < self.wm {
+                // Behind the watermark: the events around it were matched already.
+                emit.dropped += 1;
+                continue;
+            }
+            let Some(key) = eval_key(self.keys.iter().map(|(_, k)| k), &rec.value) else {
+                emit.dead
+                    .push(key_error(self.keys.iter().map(|(_, k)| k), &self.name, rec));
+                continue;
+            };
+            let bits = self.bits(&rec.value);
+            if bits == 0 && !every {
+                // Meets no condition: under relaxed or any contiguity it cannot change a match.
+                continue;
+            }
+            let seq = self.seq;
+            self.seq += 1;
+            self.buffer.insert(
+                (rec.event_time, seq),
+                Buffered {
+                    key,
+                    bits,
+                    value: rec.value,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: i64, emit: &mut Emit) {
+        if wm > self.wm {
+            self.wm = wm;
+            self.advance_to(wm);
+            self.drain(emit);
+        }
+    }
+
+    fn finish(&mut self, emit: &mut Emit) {
+        self.wm = i64::MAX;
+        while let Some(((ts, _), b)) = self.buffer.pop_first() {
+            self.feed(ts, b);
+        }
+        self.advance_to(i64::MAX);
+        self.drain(emit);
+    }
+
+    fn state_size(&self) -> usize {
+        self.buffer.len()
+            + self
+                .states
+                .values()
+                .map(|s| s.matcher.size())
+                .sum::<usize>()
+    }
+}
+
+/// The key of a record, or `None` when a `keyBy` expression fails on it.
+pub(super) fn eval_key<'a>(keys: impl Iterator<Item = &'a Expr>, value: &Value) -> Option<Key> {
+    keys.map(|k| k.eval(value).ok())
+        .collect::<Option<Vec<_>>>()
+        .map(Key::from_values)
+}
+
+/// The dead letter of a record whose key cannot be evaluated.
+pub(super) fn key_error<'a>(
+    mut keys: impl Iterator<Item = &'a Expr>,
+    step: &str,
+    rec: Record,
+) -> DeadLetter {
+    let err = keys
+        .find_map(|k| k.eval(&rec.value).err())
+        .map_or_else(|| "keyBy failed".to_owned(), |e| format!("keyBy: {e}"));
+    DeadLetter::new(step, err, rec)
+}
