@@ -15,6 +15,8 @@
 //!   one leading operator.
 //! - [`pipeline`]: `StreamPipeline` objects through the dynamic API, their
 //!   conditions, and `kubectl` with the admin kubeconfig.
+//! - [`schema`]: strict JSON schemas for kubeconform, made offline from the
+//!   API server's OpenAPI and the CRD.
 //! - [`audit`]: the audit log's requests of one user, and RBAC rules as
 //!   `(apiGroup, resource, verb)` sets to compare with them.
 
@@ -23,6 +25,7 @@ pub mod chart;
 pub mod harness;
 pub mod pipeline;
 pub mod process;
+pub mod schema;
 
 /// Errors of the operator helpers.
 #[derive(Debug, thiserror::Error)]
