@@ -22,9 +22,10 @@ use tributary_e2e::operator::harness::Harness;
 use tributary_e2e::operator::pipeline::{self, count_window, generator_pipeline};
 use tributary_e2e::operator::workspace_root;
 
-/// The example applied in the first test: a cluster example that needs no
-/// broker (under kwok nothing runs; the spec is what matters).
-const EXAMPLE: &str = "deploy/examples/cluster/generator-window.yaml";
+/// The examples applied in the first test: every cluster example (under
+/// kwok nothing runs, so a Kafka one needs no broker; the spec is what
+/// matters).
+const EXAMPLES: &str = "deploy/examples/cluster";
 
 /// The labels every child carries (the contract in the operator brief).
 fn expected_labels(name: &str) -> [(&'static str, String); 4] {
@@ -133,12 +134,13 @@ async fn wait_deployment_replicas(h: &Harness, name: &str, n: i32) -> Result<()>
     Ok(())
 }
 
-/// The status an available single-replica pipeline must show.
-fn check_ready_status(sp: &DynamicObject, name: &str) -> Result<()> {
+/// The status an available pipeline of `replicas` must show.
+fn check_ready_status(sp: &DynamicObject, name: &str, replicas: i32) -> Result<()> {
     let status = &sp.data["status"];
-    ensure!(status_i64(sp, "replicas") == Some(1), "status: {status}");
+    let replicas = Some(i64::from(replicas));
+    ensure!(status_i64(sp, "replicas") == replicas, "status: {status}");
     ensure!(
-        status_i64(sp, "readyReplicas") == Some(1),
+        status_i64(sp, "readyReplicas") == replicas,
         "status: {status}"
     );
     ensure!(
@@ -190,7 +192,7 @@ async fn check_config_map(h: &Harness, name: &str, uid: &str, applied: &Value) -
 /// The Deployment runs that ConfigMap with the processor's command, a
 /// config hash on the pod template and a restricted security context (the
 /// namespace enforces the `restricted` PSS, so Ready proves the pods pass).
-async fn check_deployment(h: &Harness, name: &str, uid: &str) -> Result<()> {
+async fn check_deployment(h: &Harness, name: &str, uid: &str, replicas: i32) -> Result<()> {
     let d = h.api::<Deployment>().get(name).await?;
     check_child("Deployment", &d.metadata, name, uid)?;
     let hash = config_hash(&d).context("pod template has tributary.dev/config-hash")?;
@@ -198,7 +200,11 @@ async fn check_deployment(h: &Harness, name: &str, uid: &str) -> Result<()> {
         hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
         "config hash {hash:?} is not a sha256 hex digest"
     );
-    ensure!(d.spec.replicas == Some(1));
+    ensure!(
+        d.spec.replicas == Some(replicas),
+        "replicas {:?}",
+        d.spec.replicas
+    );
     let pod = d.spec.template.spec.as_ref().context("pod spec")?;
     let c = pod
         .containers
@@ -283,26 +289,37 @@ fn check_columns(h: &Harness, name: &str) -> Result<()> {
 }
 
 #[tokio::test]
-async fn an_applied_example_gets_its_children_and_becomes_ready() -> Result<()> {
+async fn applied_examples_get_their_children_and_become_ready() -> Result<()> {
     let h = Harness::start("op-children").await?;
-    let path = workspace_root().join(EXAMPLE);
-    let yaml = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let applied: Value = serde_yaml_ng::from_str(&yaml)?;
-    let name = applied["metadata"]["name"]
-        .as_str()
-        .context("example has a name")?;
-    h.apply(&yaml)?;
+    let mut paths: Vec<_> = std::fs::read_dir(workspace_root().join(EXAMPLES))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    paths.sort();
+    ensure!(!paths.is_empty(), "no example in {EXAMPLES}");
+    for path in paths {
+        let yaml = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        let applied: Value = serde_yaml_ng::from_str(&yaml)?;
+        let name = applied["metadata"]["name"]
+            .as_str()
+            .context("example has a name")?;
+        let replicas = applied["spec"]["replicas"]
+            .as_i64()
+            .map_or(Ok(1), i32::try_from)?;
+        h.apply(&yaml)?;
 
-    let sp = h
-        .wait_condition(name, "Ready", "True", Some("Available"))
-        .await?;
-    let uid = sp.metadata.uid.clone().context("uid")?;
-    check_ready_status(&sp, name)?;
-    check_config_map(&h, name, &uid, &applied).await?;
-    check_deployment(&h, name, &uid).await?;
-    check_service_and_pdb(&h, name, &uid).await?;
-    check_columns(&h, name)?;
-    wait_event(&h, name, "Created").await?;
+        let sp = h
+            .wait_condition(name, "Ready", "True", Some("Available"))
+            .await
+            .with_context(|| path.display().to_string())?;
+        let uid = sp.metadata.uid.clone().context("uid")?;
+        check_ready_status(&sp, name, replicas)?;
+        check_config_map(&h, name, &uid, &applied).await?;
+        check_deployment(&h, name, &uid, replicas).await?;
+        check_service_and_pdb(&h, name, &uid).await?;
+        check_columns(&h, name)?;
+        wait_event(&h, name, "Created").await?;
+    }
     Ok(())
 }
 
@@ -317,15 +334,16 @@ async fn a_spec_edit_rolls_the_deployment_and_kubectl_scale_is_followed() -> Res
     let gen_before = sp.metadata.generation.context("generation")?;
 
     h.apply(&generator_pipeline(name, &count_window("20s")))?;
-    let after = h.until("the config hash to change", || {
-        let deployments = deployments.clone();
-        let before = before.clone();
-        async move {
-            let hash = config_hash(&deployments.get(name).await?);
-            anyhow::Ok(hash.filter(|h| *h != before))
-        }
-    })
-    .await?;
+    let after = h
+        .until("the config hash to change", || {
+            let deployments = deployments.clone();
+            let before = before.clone();
+            async move {
+                let hash = config_hash(&deployments.get(name).await?);
+                anyhow::Ok(hash.filter(|h| *h != before))
+            }
+        })
+        .await?;
     // The ConfigMap carries the new spec; the hash is a new pod template,
     // so the Deployment rolls out a second ReplicaSet.
     let cm = h
