@@ -42,10 +42,10 @@ impl Iqr {
     }
 
     /// How far `x` lies outside `[Q1, Q3]` of the values before it, in IQRs
-    /// (0 inside); then `x` joins the window. `None` while fewer than 4
-    /// values are known. Off a window with IQR 0 the score is `f64::MAX`.
+    /// (0 inside); then `x` joins the window. `None` until the window has
+    /// filled. Off a window with IQR 0 the score is `f64::MAX`.
     pub fn score(&mut self, x: f64) -> Option<f64> {
-        let score = (self.sorted.len() >= 4).then(|| {
+        let score = (self.sorted.len() == self.window).then(|| {
             let q1 = quantile(&self.sorted, 0.25);
             let q3 = quantile(&self.sorted, 0.75);
             let iqr = q3 - q1;

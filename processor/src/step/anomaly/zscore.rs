@@ -20,9 +20,11 @@ impl ZScore {
         }
     }
 
-    /// `|x - mean| / stddev` over the values before `x` (sample stddev,
-    /// n − 1), then `x` joins the window. `None` while fewer than 2 values
-    /// are known. A value off a constant window scores `f64::MAX`.
+    /// `|x - mean| / stddev` over the `window` values before `x` (sample
+    /// stddev, n − 1), then `x` joins the window. `None` until the window
+    /// has filled: a z-score over fewer values is not the configured
+    /// statistic, and over very few it flags noise. A value off a constant
+    /// window scores `f64::MAX`.
     pub fn score(&mut self, x: f64) -> Option<f64> {
         let score = self.peek(x);
         if self.values.len() == self.window {
@@ -34,7 +36,7 @@ impl ZScore {
 
     fn peek(&self, x: f64) -> Option<f64> {
         let n = self.values.len();
-        if n < 2 {
+        if n < self.window {
             return None;
         }
         #[allow(clippy::cast_precision_loss, reason = "window sizes are small")]

@@ -176,33 +176,43 @@ impl Cep {
             .extend(self.matches.drain(before..).map(|m| (key.clone(), m)));
     }
 
-    /// Feeds every buffered record before `wm`, then fires due timers.
+    /// Feeds every buffered record before `wm` and fires the timers due by
+    /// `wm`, interleaved in time order, so that matches of different keys
+    /// come out in the order they complete.
     fn advance_to(&mut self, wm: i64) {
-        while let Some(entry) = self.buffer.first_entry() {
-            if entry.key().0 >= wm {
-                break;
+        loop {
+            let event = self.buffer.first_key_value().map(|(k, _)| k.0);
+            let event = event.filter(|&ts| ts < wm);
+            let timer = self.timers.peek().map(|Reverse((d, _))| *d);
+            let timer = timer.filter(|&d| d <= wm);
+            match (event, timer) {
+                (None, None) => break,
+                (Some(ts), Some(d)) if d <= ts => self.fire_timer(),
+                (None, Some(_)) => self.fire_timer(),
+                (Some(_), _) => {
+                    if let Some(((ts, _), b)) = self.buffer.pop_first() {
+                        self.feed(ts, b);
+                    }
+                }
             }
-            let ((ts, _), b) = entry.remove_entry();
-            self.feed(ts, b);
         }
-        while let Some(Reverse((d, _))) = self.timers.peek() {
-            if *d > wm {
-                break;
-            }
-            let Some(Reverse((d, key))) = self.timers.pop() else {
-                break;
-            };
-            let Some(state) = self.states.get_mut(&key) else {
-                continue;
-            };
-            if state.timer != d {
-                continue;
-            }
-            state.timer = i64::MAX;
-            let before = self.matches.len();
-            state.matcher.advance(wm, &mut self.matches);
-            self.after(&key, before);
+    }
+
+    /// Closes the windows due at the earliest timer of a key.
+    fn fire_timer(&mut self) {
+        let Some(Reverse((d, key))) = self.timers.pop() else {
+            return;
+        };
+        let Some(state) = self.states.get_mut(&key) else {
+            return;
+        };
+        if state.timer != d {
+            return;
         }
+        state.timer = i64::MAX;
+        let before = self.matches.len();
+        state.matcher.advance(d, &mut self.matches);
+        self.after(&key, before);
     }
 
     /// Turns matches into output records (event time = the match's end).

@@ -117,3 +117,71 @@ proptest! {
         prop_assert_eq!(automaton(&def, &evs), brute::matches(&def, &evs), "{:?}", def);
     }
 }
+
+/// The whole step fed out of order (at most `B` ms behind the newest event,
+/// watermark = newest − `B` after each record) emits what it emits in order.
+mod disorder {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use crate::record::Record;
+    use crate::step::{Emit, Step};
+
+    const B: i64 = 5;
+
+    fn step(contiguity: &str, skip: &str) -> super::super::Cep {
+        let yaml = format!(
+            "{{keyBy: [event.k], pattern: {{sequence: [{{name: a, when: \"event.t == 'a'\", times: {{min: 1, max: 2}}}}, {{name: b, when: \"event.t == 'b'\", notFollowedBy: \"event.t == 'c'\"}}], within: 12ms, contiguity: {contiguity}, skip: {skip}}}, emit: {{name: p}}}}"
+        );
+        let spec = serde_yaml_ng::from_str(&yaml).expect("spec");
+        super::super::Cep::new("cep".into(), &spec, &crate::expr::env()).expect("compiles")
+    }
+
+    /// Outputs per key, in order (keys match apart, so only their own order is defined).
+    fn run(c: &mut super::super::Cep, arrivals: &[(i64, Value)]) -> Vec<Vec<Value>> {
+        let mut emit = Emit::default();
+        let mut newest = i64::MIN;
+        for (ts, v) in arrivals {
+            c.process(vec![Record::new(v.clone(), *ts)], &mut emit)
+                .unwrap();
+            newest = newest.max(*ts);
+            c.on_watermark(newest - B, &mut emit);
+        }
+        c.on_watermark(i64::MAX, &mut emit);
+        c.finish(&mut emit);
+        assert_eq!(emit.dropped, 0, "nothing is late within the bound");
+        let mut per_key = vec![Vec::new(); 2];
+        for r in emit.out {
+            let k = usize::from(r.value["key"]["k"] == json!(1));
+            per_key[k].push(r.value);
+        }
+        per_key
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn shuffled_input_within_the_bound_matches_as_ordered(
+            raw in prop::collection::vec((0i64..4, 0..=B, 0u8..2, 0u8..4), 0..30),
+            c in prop_oneof![Just("strict"), Just("relaxed"), Just("any")],
+            s in prop_oneof![Just("noSkip"), Just("skipPastLastEvent")],
+        ) {
+            let mut base = 0;
+            let arrivals: Vec<(i64, Value)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (dt, lag, k, t))| {
+                    base += dt;
+                    let t = ["a", "b", "c", "x"][usize::from(*t)];
+                    (base - lag, json!({"k": k, "t": t, "i": i}))
+                })
+                .collect();
+            let mut sorted = arrivals.clone();
+            sorted.sort_by_key(|(ts, _)| *ts);
+            let ordered = run(&mut step(c, s), &sorted);
+            let shuffled = run(&mut step(c, s), &arrivals);
+            prop_assert_eq!(shuffled, ordered);
+        }
+    }
+}
