@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`cli`]: the command line (flags with environment fallbacks).
 //! - [`config`]: what the child builders need besides the pipeline.
+//! - [`autoscale`]: the lag-driven scaling decision (pure) and its simulator.
 //! - [`children`]: pure builders of the ConfigMap, Deployment, Service and
 //!   PodDisruptionBudget a pipeline owns.
 //! - [`conditions`]: pure status computation (`Ready`, `Progressing`,
@@ -15,6 +16,7 @@
 //! - [`rbac`]: the exact API permissions the operator uses.
 //! - [`error`]: the reconcile error type.
 
+pub mod autoscale;
 pub mod children;
 pub mod cli;
 pub mod conditions;

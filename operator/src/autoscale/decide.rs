@@ -14,16 +14,25 @@
 //! `needed` is clamped to `[minReplicas, maxReplicas]`, capped at the
 //! partition count (a replica above it would sit idle), and snapped down to
 //! the smallest count with the same partitions per replica (12 partitions:
-//! 5 replicas carry 3, 3, 2, 2, 2 — no faster than 4).
+//! 5 replicas carry 3, 3, 2, 2, 2 — no faster than 4). With partitions the
+//! capacity of `r` replicas is `c × P / ceil(P / r)`, not `c × r`, and the
+//! formula solves for that. The partition cap wins over `minReplicas`.
 //!
 //! # What holds a change
 //! A rollout in progress or replicas not ready (the rate is not
-//! representative); the cooldown after an action; for scale-up, the
-//! `scaleUp` stabilization window (the smallest recommendation over it is
-//! used); for scale-down, a backlog still draining, and the `scaleDown`
-//! window (the largest recommendation over it, and only once the window has
-//! been observed in full — so an operator restart never scales down on a
-//! partial history). Each action moves at most `maxStep` replicas.
+//! representative, and a scale-up waits for the last one's replicas); for
+//! scale-up, the `scaleUp` stabilization window (the smallest
+//! recommendation over it is used) and `maxStep`; for scale-down, the
+//! `cooldown` after any action, a backlog still draining, and the
+//! `scaleDown` window (the largest recommendation over it, and only once the
+//! window has been observed in full — so an operator restart never scales
+//! down on a partial history). A scale-down removes at most `maxStep`
+//! replicas' worth of capacity: it goes to the smallest count whose busiest
+//! replica carries no more partitions than with `current − maxStep` (12
+//! partitions, 12 → 10 replicas leaves 2 partitions on the busiest, as 6 do,
+//! so it goes to 6). The cooldown does not delay a scale-up: a backlog
+//! growing while replicas stand by is the failure users complain about
+//! most; readiness already paces consecutive scale-ups.
 
 use std::collections::VecDeque;
 
@@ -204,6 +213,9 @@ impl Decision {
 /// Samples older than this do not count for rates.
 const RATE_WINDOW_MS: i64 = 120_000;
 
+/// After an action, samples this much later measure the new replica set.
+const SETTLE_MS: i64 = 30_000;
+
 /// Decides the replica count from what was observed; updates `memory`.
 #[must_use]
 pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Decision {
@@ -220,31 +232,35 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         .collect();
     let first = window[0];
     let span_s = (last.at_ms - first.at_ms) as f64 / 1000.0;
-    let (input_rate, processing_rate) = if span_s > 0.0 {
-        (
-            Some(((last.end_offsets - first.end_offsets).max(0) as f64) / span_s),
-            Some(((last.committed - first.committed).max(0) as f64) / span_s),
-        )
-    } else {
-        (None, None)
-    };
-    let calm = !seen.rolling_out
+    let input_rate =
+        (span_s > 0.0).then(|| ((last.end_offsets - first.end_offsets).max(0) as f64) / span_s);
+    // Processing rates only from samples after the last action settled:
+    // a rebalance pause would read as a slow replica.
+    let settled: Vec<&Sample> = window
+        .iter()
+        .copied()
+        .filter(|s| seen.last_scale_ms.is_none_or(|t| s.at_ms - t >= SETTLE_MS))
+        .collect();
+    if !seen.rolling_out
         && seen.ready >= current
-        && seen
-            .last_scale_ms
-            .is_none_or(|t| first.at_ms - t >= RATE_WINDOW_MS / 4);
-    if let (Some(rate), true, true) = (processing_rate, calm, seen.ready > 0) {
-        learn_capacity(memory, rate / f64::from(seen.ready), &window);
+        && seen.ready > 0
+        && let (Some(a), Some(b)) = (settled.first(), settled.last())
+        && b.at_ms > a.at_ms
+    {
+        let rate =
+            ((b.committed - a.committed).max(0) as f64) * 1000.0 / (b.at_ms - a.at_ms) as f64;
+        learn_capacity(memory, rate / f64::from(seen.ready), &settled);
     }
     let capacity = memory.capacity_per_replica;
     let mut needed = match (input_rate, capacity) {
         (Some(input), Some(c)) if c > 0.0 => {
             let demand = input + lag as f64 / policy.catch_up_s;
-            (demand / (c * policy.target_utilization)).ceil() as i32
+            replicas_for(demand, c * policy.target_utilization, seen.partitions)
         }
         // Cold start: lag per replica, and never below what runs (no rate
         // says fewer would do).
-        _ => (lag.div_ceil(policy.target_lag_per_replica) as i32).max(current),
+        _ => (((lag + policy.target_lag_per_replica - 1) / policy.target_lag_per_replica) as i32)
+            .max(current),
     };
     let mut capped = None;
     if needed > policy.max {
@@ -279,8 +295,11 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         return decision(current, capped.unwrap_or(Reason::Steady));
     }
     // Bounds the user changed apply at once, as the HPA applies them.
-    let ceiling = seen.partitions.filter(|p| *p > 0).map_or(policy.max, |p| p.min(policy.max));
-    if current > ceiling || current < policy.min {
+    let ceiling = seen
+        .partitions
+        .filter(|p| *p > 0)
+        .map_or(policy.max, |p| p.min(policy.max));
+    if current > ceiling || current < policy.min.min(ceiling) {
         return decision(needed, Reason::OutsideBounds);
     }
     if seen.rolling_out {
@@ -288,12 +307,6 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
     }
     if seen.ready < current {
         return decision(current, Reason::NotReady);
-    }
-    if seen
-        .last_scale_ms
-        .is_some_and(|t| seen.now_ms - t < policy.cooldown_ms)
-    {
-        return decision(current, Reason::Cooldown);
     }
     let over = |window_ms: i64| {
         memory
@@ -313,6 +326,12 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         let desired = stepped.max(next_up(current, seen.partitions)).min(stable);
         return decision(desired, capped.unwrap_or(Reason::ScaleUp));
     }
+    if seen
+        .last_scale_ms
+        .is_some_and(|t| seen.now_ms - t < policy.cooldown_ms)
+    {
+        return decision(current, Reason::Cooldown);
+    }
     if lag > policy.target_lag_per_replica || draining(&window) {
         return decision(current, Reason::BacklogDraining);
     }
@@ -323,7 +342,10 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
     if stable >= current {
         return decision(current, Reason::Stabilizing);
     }
-    let desired = stable.max(current - policy.down_max_step).max(policy.min);
+    // At most maxStep replicas' worth of capacity: the smallest count whose
+    // busiest replica carries no more partitions than with current − maxStep.
+    let floor = snap((current - policy.down_max_step).max(1), seen.partitions);
+    let desired = stable.max(floor).max(policy.min);
     decision(desired, Reason::ScaleDown)
 }
 
@@ -359,9 +381,31 @@ fn learn_capacity(memory: &mut Memory, per_replica: f64, window: &[&Sample]) {
     memory.capacity_per_replica = Some(match (memory.capacity_per_replica, busy) {
         (Some(c), true) => 0.5 * c + 0.5 * per_replica,
         (None, true) => per_replica,
+        // A lower bound: plan with it until a busy window measures more.
         (Some(c), false) => c.max(per_replica),
-        (None, false) => return,
+        (None, false) => per_replica,
     });
+}
+
+/// The fewest replicas that carry `demand` records/s when one replica
+/// plans for `per_replica` on an even share of the partitions. With `P`
+/// partitions the busiest of `r` replicas has `ceil(P / r)` of them, so the
+/// throughput is `per_replica × P / ceil(P / r)`, not `per_replica × r`.
+fn replicas_for(demand: f64, per_replica: f64, partitions: Option<i32>) -> i32 {
+    let linear = (demand / per_replica).ceil().max(0.0);
+    match partitions {
+        Some(p) if p > 0 => {
+            // Most partitions one replica may carry and keep up.
+            let k = (per_replica * f64::from(p) / demand.max(f64::MIN_POSITIVE)).floor();
+            if k < 1.0 {
+                p + 1 // more than the partitions: the caller caps and says so
+            } else {
+                let k = (k as i32).min(p);
+                (p + k - 1) / k
+            }
+        }
+        _ => linear.min(f64::from(i32::MAX)) as i32,
+    }
 }
 
 /// The smallest replica count with the same most-loaded replica as `r`:

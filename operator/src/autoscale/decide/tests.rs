@@ -42,7 +42,11 @@ fn seen(now: i64, s: &[Sample], current: i32, partitions: Option<i32>) -> Observ
 #[test]
 fn cold_start_falls_back_to_lag_per_replica_with_a_bounded_step() {
     let s = samples(1_000_000, &[10_000], 0, 0);
-    let d = decide(&policy(), &seen(1_000_000, &s, 1, None), &mut Memory::default());
+    let d = decide(
+        &policy(),
+        &seen(1_000_000, &s, 1, None),
+        &mut Memory::default(),
+    );
     assert_eq!((d.desired, d.reason), (5, Reason::ScaleUp), "{d:?}");
     assert_eq!(d.recommended, 10);
 }
@@ -55,13 +59,20 @@ fn capacity_based_when_the_rate_is_known() {
     let mut m = Memory::default();
     let d = decide(&policy(), &seen(1_000_000, &s, 4, None), &mut m);
     assert_eq!(m.capacity_per_replica, Some(1000.0));
-    assert_eq!((d.recommended, d.desired, d.reason), (6, 6, Reason::ScaleUp));
+    assert_eq!(
+        (d.recommended, d.desired, d.reason),
+        (6, 6, Reason::ScaleUp)
+    );
 }
 
 #[test]
 fn never_above_the_partition_count_and_says_so() {
     let s = samples(1_000_000, &[1_000_000; 3], 0, 0);
-    let p = Policy { max: 20, up_max_step: 20, ..policy() };
+    let p = Policy {
+        max: 20,
+        up_max_step: 20,
+        ..policy()
+    };
     let d = decide(&p, &seen(1_000_000, &s, 2, Some(6)), &mut Memory::default());
     assert_eq!((d.desired, d.reason), (6, Reason::CappedAtPartitions));
     let d = decide(&p, &seen(1_000_000, &s, 6, Some(6)), &mut Memory::default());
@@ -111,22 +122,43 @@ fn an_operator_restart_does_not_scale_down_on_a_partial_history() {
         let s = samples(now, &[0; 5], 100, 100);
         last = decide(&p, &seen(now, &s, 6, None), &mut later);
     }
-    assert_eq!((last.desired, last.reason), (4, Reason::ScaleDown), "{last:?}");
+    assert_eq!(
+        (last.desired, last.reason),
+        (4, Reason::ScaleDown),
+        "{last:?}"
+    );
 }
 
 #[test]
 fn holds_during_cooldown_rollout_and_unready_replicas() {
     let s = samples(1_000_000, &[50_000], 0, 0);
     let p = policy();
+    // The cooldown holds a scale-down, never a scale-up.
     let mut o = seen(1_000_000, &s, 2, None);
     o.last_scale_ms = Some(1_000_000 - 30_000);
-    assert_eq!(decide(&p, &o, &mut Memory::default()).reason, Reason::Cooldown);
+    let up = decide(&p, &o, &mut Memory::default());
+    assert_eq!((up.desired, up.reason), (6, Reason::AtMax), "{up:?}");
+    let quiet = samples(1_000_000, &[0; 5], 100, 100);
+    let mut m = Memory {
+        since_ms: Some(0),
+        capacity_per_replica: Some(1000.0),
+        ..Memory::default()
+    };
+    let mut o = seen(1_000_000, &quiet, 6, None);
+    o.last_scale_ms = Some(1_000_000 - 30_000);
+    assert_eq!(decide(&p, &o, &mut m).reason, Reason::Cooldown);
     let mut o = seen(1_000_000, &s, 2, None);
     o.rolling_out = true;
-    assert_eq!(decide(&p, &o, &mut Memory::default()).reason, Reason::RollingOut);
+    assert_eq!(
+        decide(&p, &o, &mut Memory::default()).reason,
+        Reason::RollingOut
+    );
     let mut o = seen(1_000_000, &s, 2, None);
     o.ready = 1;
-    assert_eq!(decide(&p, &o, &mut Memory::default()).reason, Reason::NotReady);
+    assert_eq!(
+        decide(&p, &o, &mut Memory::default()).reason,
+        Reason::NotReady
+    );
 }
 
 proptest! {
@@ -150,17 +182,22 @@ proptest! {
         let mut m = Memory { since_ms: Some(0), capacity_per_replica: cap, ..Memory::default() };
         let d = decide(&p, &seen(now, &s, current, partitions), &mut m);
         if d.desired != current {
-            prop_assert!(d.desired >= min && d.desired <= max, "{d:?}");
+            // The partition count wins over minReplicas: a replica above it idles.
+            let floor = min.min(partitions.unwrap_or(i32::MAX));
+            prop_assert!(d.desired >= floor && d.desired <= max, "{d:?}");
             if let Some(part) = partitions { prop_assert!(d.desired <= part, "{d:?}"); }
         }
-        if d.desired > current {
+        let inside = current <= max
+            && current >= min.min(partitions.unwrap_or(i32::MAX))
+            && partitions.is_none_or(|part| current <= part);
+        if d.desired > current && inside {
             let limit = next_up(current, partitions).max(current + p.up_max_step);
             prop_assert!(d.desired <= limit, "{d:?}");
         }
-        let inside = current <= max && current >= min && partitions.is_none_or(|part| current <= part);
         if d.desired < current && inside {
             prop_assert!(d.lag <= p.target_lag_per_replica, "{d:?}");
-            prop_assert!(current - d.desired <= p.down_max_step, "{d:?}");
+            let floor = (current - p.down_max_step).max(1);
+            prop_assert!(snap(d.desired, partitions) >= snap(floor, partitions), "{d:?}");
         }
     }
 }
