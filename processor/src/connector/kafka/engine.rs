@@ -7,6 +7,7 @@
 //! can checkpoint and drop revoked tasks before their partitions move.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ use super::task::Task;
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between attempts while the brokers are unreachable.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The consumer's context: the engine, and the partitions' last stable
 /// offsets from librdkafka's statistics (for the lag gauge).
@@ -81,6 +84,8 @@ pub struct Engine {
     /// Shutting down: revocations drop tasks without a checkpoint (the
     /// final one ran already).
     closing: bool,
+    /// Set by Ctrl-C / SIGTERM: ends retries.
+    stop: Arc<AtomicBool>,
 }
 
 /// The parts an [`Engine`] is made of.
@@ -99,6 +104,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Kafka collectors.
     pub kafka: KafkaMetrics,
+    /// The run's stop flag.
+    pub stop: Arc<AtomicBool>,
 }
 
 fn fatal(e: &RdError) -> bool {
@@ -125,6 +132,7 @@ impl Engine {
             dirty: false,
             failed: None,
             closing: false,
+            stop: p.stop,
         }
     }
 
@@ -306,9 +314,10 @@ impl Engine {
     fn commit_transaction(
         &mut self,
         consumer: &KafkaConsumer,
-        txn: &SharedProducer,
+        handle: &SharedProducer,
         tpl: &TopicPartitionList,
     ) -> Result<bool, RunError> {
+        let txn = handle.get();
         let result = (|| {
             if tpl.count() > 0 {
                 let group = consumer
@@ -318,19 +327,54 @@ impl Engine {
             }
             txn.commit_transaction(TXN_TIMEOUT)
         })();
-        match result {
-            Ok(()) => {
-                txn.begin_transaction().map_err(kafka_err)?;
-                Ok(true)
-            }
-            Err(e) if fatal(&e) => Err(kafka_err(e)),
+        match result.and_then(|()| txn.begin_transaction()) {
+            Ok(()) => Ok(true),
             Err(e) => {
-                self.kafka.aborts.inc();
                 tracing::warn!(error = %e, "checkpoint transaction failed; aborting it and rewinding every task to the last checkpoint");
-                txn.abort_transaction(TXN_TIMEOUT).map_err(kafka_err)?;
-                txn.begin_transaction().map_err(kafka_err)?;
+                self.abort(Some(&e));
                 self.rewind(consumer)?;
                 Ok(false)
+            }
+        }
+    }
+
+    /// Aborts the open transaction; when the producer cannot (a fatal
+    /// error: fenced after its transaction timed out in a network cut),
+    /// replaces it by a new one, retrying until the brokers answer.
+    fn abort(&mut self, cause: Option<&RdError>) {
+        let Some(handle) = self.txn.clone() else {
+            return;
+        };
+        self.kafka.aborts.inc();
+        let current = handle.get();
+        if !cause.is_some_and(fatal)
+            && current.abort_transaction(TXN_TIMEOUT).is_ok()
+            && current.begin_transaction().is_ok()
+        {
+            return;
+        }
+        drop(current);
+        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let fresh = match handle.replace() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create a transactional producer");
+                    std::thread::sleep(RETRY_PAUSE);
+                    continue;
+                }
+            };
+            match fresh
+                .init_transactions(TXN_TIMEOUT)
+                .and_then(|()| fresh.begin_transaction())
+            {
+                Ok(()) => {
+                    tracing::info!("a new transactional producer replaced the failed one");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the new transactional producer cannot start yet; retrying");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
             }
         }
     }
@@ -383,8 +427,7 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<Vec<(String, i32, Restore)>, RunError> {
-        let mut last = None;
-        for _ in 0..3 {
+        loop {
             match consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT) {
                 Ok(c) => {
                     return Ok(c
@@ -403,10 +446,17 @@ impl Engine {
                         })
                         .collect());
                 }
-                Err(e) => last = Some(e),
+                // The coordinator is unreachable: a restore cannot start
+                // without the checkpoint, so wait for it (or for a stop).
+                Err(e) if self.stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                    return Err(kafka_err(e));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read committed offsets yet; retrying");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
             }
         }
-        Err(kafka_err(last.unwrap_or(RdError::Canceled)))
     }
 
     fn start_task(
@@ -458,11 +508,7 @@ impl Engine {
     ) -> Result<(), RunError> {
         if consumer.assignment_lost() {
             tracing::warn!("partitions lost (session timeout?); dropping their uncommitted work");
-            if let Some(txn) = &self.txn {
-                self.kafka.aborts.inc();
-                txn.abort_transaction(TXN_TIMEOUT).map_err(kafka_err)?;
-                txn.begin_transaction().map_err(kafka_err)?;
-            }
+            self.abort(None);
             self.drop_tasks(tpl);
             return self.rewind(consumer);
         }

@@ -53,7 +53,7 @@ pub use sink::{DEFAULT_MAX_RECORD_BYTES, KafkaSink};
 
 use engine::{Ctx, Engine, KafkaConsumer, Parts};
 use metrics::KafkaMetrics;
-use sink::SharedProducer;
+use sink::{ProducerHandle, SharedProducer};
 
 /// How often the engine wakes without input: triggers, gauges.
 const TICK: Duration = Duration::from_millis(100);
@@ -110,7 +110,7 @@ impl Producers {
             .filter(|s| s.brokers == brokers)
             .and_then(|s| s.auth.as_ref());
         let cfg = config::producer(brokers, auth, None, p.spec.checkpoint.interval.0)?;
-        let pr = sink::create_producer(&cfg)?;
+        let pr = ProducerHandle::create(cfg)?;
         self.by_brokers.push((brokers.to_owned(), pr.clone()));
         Ok(pr)
     }
@@ -140,10 +140,11 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     if eos {
         let id = format!("{group}-{instance}");
         let cfg = config::producer(&src.brokers, src.auth.as_ref(), Some(&id), interval)?;
-        let pr = sink::create_producer(&cfg)?;
-        pr.init_transactions(Duration::from_secs(60))
+        let pr = ProducerHandle::create(cfg)?;
+        pr.get()
+            .init_transactions(Duration::from_secs(60))
             .map_err(KafkaError::Client)?;
-        pr.begin_transaction().map_err(KafkaError::Client)?;
+        pr.get().begin_transaction().map_err(KafkaError::Client)?;
         tracing::info!(transactional_id = %id, "transactional producer ready");
         producers.by_brokers.push((src.brokers.clone(), pr.clone()));
         producers.txn = Some(pr);
@@ -192,6 +193,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         txn: producers.txn.clone(),
         metrics: p.metrics.clone(),
         kafka: kafka_metrics,
+        stop: p.stop_handle(),
     });
     let cfg = config::consumer(&src, &group, &instance)?;
     let consumer: KafkaConsumer = cfg

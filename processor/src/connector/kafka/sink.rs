@@ -3,7 +3,7 @@
 //! holds all their output under `exactlyOnce`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
@@ -61,18 +61,59 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The producer the Kafka sinks share.
-pub type SharedProducer = Arc<ThreadedProducer<Deliveries>>;
+/// A librdkafka producer with its delivery counters.
+pub type Client = ThreadedProducer<Deliveries>;
 
-/// Creates a producer from `config`.
-///
-/// # Errors
-/// When librdkafka refuses the configuration.
-pub fn create_producer(config: &ClientConfig) -> Result<SharedProducer, KafkaError> {
-    let producer: ThreadedProducer<Deliveries> = config
+/// The producer the Kafka sinks share; replaceable, because a
+/// transactional producer that hit a fatal error (fenced after its
+/// transaction timed out during a network cut) cannot be used again.
+pub struct ProducerHandle {
+    config: ClientConfig,
+    current: RwLock<Arc<Client>>,
+}
+
+/// A shared [`ProducerHandle`].
+pub type SharedProducer = Arc<ProducerHandle>;
+
+fn create(config: &ClientConfig) -> Result<Arc<Client>, KafkaError> {
+    let producer: Client = config
         .create_with_context(Deliveries::default())
         .map_err(KafkaError::Client)?;
     Ok(Arc::new(producer))
+}
+
+impl ProducerHandle {
+    /// Creates a producer from `config`.
+    ///
+    /// # Errors
+    /// When librdkafka refuses the configuration.
+    pub fn create(config: ClientConfig) -> Result<SharedProducer, KafkaError> {
+        let current = RwLock::new(create(&config)?);
+        Ok(Arc::new(Self { config, current }))
+    }
+
+    /// The producer to use now.
+    #[must_use]
+    pub fn get(&self) -> Arc<Client> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the producer by a new one with the same configuration (for
+    /// a transactional one, `init_transactions` then fences the old).
+    ///
+    /// # Errors
+    /// When librdkafka refuses the configuration.
+    pub fn replace(&self) -> Result<Arc<Client>, KafkaError> {
+        let fresh = create(&self.config)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+        Ok(fresh)
+    }
 }
 
 /// Writes records (or dead letters) to one topic.
@@ -122,8 +163,13 @@ impl KafkaSink {
         }
     }
 
-    /// Sends one value, waiting while librdkafka's queue is full.
-    fn send(&mut self, key: Option<&str>, headers: Option<OwnedHeaders>) -> Result<(), SinkError> {
+    /// Sends the value in `buf`, waiting while librdkafka's queue is full.
+    fn send(
+        &self,
+        producer: &Client,
+        key: Option<&str>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), SinkError> {
         let mut record = BaseRecord::to(&self.topic).payload(&self.buf);
         if let Some(k) = key {
             record = record.key(k);
@@ -132,12 +178,12 @@ impl KafkaSink {
             record = record.headers(h);
         }
         loop {
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // The producer thread drains the queue; give it a moment.
                     record = r;
-                    self.producer.poll(Duration::from_millis(5));
+                    producer.poll(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
                     return Err(SinkError::Broker {
@@ -179,6 +225,7 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let producer = self.producer.get();
         for r in records {
             let key = match &self.key {
                 Some(expr) => match expr.eval(&r.value) {
@@ -207,22 +254,24 @@ impl Sink for KafkaSink {
                     .push(DeadLetter::new(&self.name, msg, r.clone()));
                 continue;
             }
-            self.send(key.as_deref(), headers_of(&r.headers))?;
+            self.send(&producer, key.as_deref(), headers_of(&r.headers))?;
         }
         Ok(())
     }
 
     fn write_values(&mut self, values: &[Value]) -> Result<(), SinkError> {
+        let producer = self.producer.get();
         for v in values {
             self.buf.clear();
             serde_json::to_writer(&mut self.buf, v)
                 .map_err(|e| self.err(format!("encoding a value: {e}")))?;
-            self.send(None, None)?;
+            self.send(&producer, None, None)?;
         }
         Ok(())
     }
 
     fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        let producer = self.producer.get();
         for d in letters {
             self.buf.clear();
             serde_json::to_writer(&mut self.buf, &d.to_json())
@@ -256,7 +305,7 @@ impl Sink for KafkaSink {
                 });
             }
             let key = d.record.key.clone();
-            self.send(key.as_deref(), Some(h))?;
+            self.send(&producer, key.as_deref(), Some(h))?;
         }
         Ok(())
     }
@@ -265,16 +314,17 @@ impl Sink for KafkaSink {
         if self.transactional {
             return Ok(());
         }
-        self.producer
+        let producer = self.producer.get();
+        producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| self.err(format!("flushing: {e}")))?;
-        let failed = self.producer.context().failed();
+        let failed = producer.context().failed();
         if failed > self.failures_seen {
             let n = failed - self.failures_seen;
             self.failures_seen = failed;
             return Err(self.err(format!(
                 "{n} record(s) could not be delivered: {}",
-                self.producer.context().last_error().unwrap_or_default()
+                producer.context().last_error().unwrap_or_default()
             )));
         }
         Ok(())
