@@ -87,7 +87,12 @@ async fn the_operator_uses_exactly_the_permissions_the_chart_grants() -> Result<
         )?
         .to_owned();
     let log = std::path::PathBuf::from(log);
-    ensure!(log.is_file(), "audit log {} does not exist", log.display());
+    ensure!(
+        log.is_file(),
+        "audit log {} does not exist: the API server was started by an `e2e/testbed up` \
+         from before audit logging; restart the test bed (e2e/testbed down && e2e/testbed up)",
+        log.display()
+    );
 
     // Create, roll, repair twice (a repeated event is patched), go invalid
     // and reconcile the invalid spec twice more.
