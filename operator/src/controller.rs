@@ -46,6 +46,11 @@ pub async fn run(
     .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let metrics = ctx.metrics.clone();
+    // The autoscaler runs with the controller: only on the leader.
+    let autoscaler = tokio::spawn(crate::autoscale::run::run(
+        ctx.clone(),
+        namespace.map(str::to_owned),
+    ));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -59,4 +64,5 @@ pub async fn run(
             futures::future::ready(())
         })
         .await;
+    autoscaler.abort();
 }

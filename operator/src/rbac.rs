@@ -3,7 +3,8 @@
 //! parses the chart's templates and compares them with these lists.
 //!
 //! Where each verb comes from:
-//! - `streampipelines` `list`, `watch`: the controller's watch.
+//! - `streampipelines` `list`, `watch`: the controller's watch (and the
+//!   autoscaler's list); `patch`: the autoscaler sets `spec.replicas`.
 //! - `streampipelines/status` `patch`: status merge patches.
 //! - children `get` (read before apply, to tell created and drifted
 //!   children apart), `list`/`watch` (the controller's `owns` watches),
@@ -31,7 +32,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     Rule {
         group: "tributary.dev",
         resources: &["streampipelines"],
-        verbs: &["list", "watch"],
+        verbs: &["list", "watch", "patch"],
     },
     Rule {
         group: "tributary.dev",

@@ -140,10 +140,10 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
             if let Some(key) = &k.key {
                 expr::check_into(key, &format!("{path}.kafka.key"), &["event"], errs);
             }
-            if !kafka_source {
+            if !kafka_source && k.brokers.as_ref().is_none_or(|b| b.trim().is_empty()) {
                 errs.push(
-                    format!("{path}.kafka"),
-                    not_supported("a kafka sink without a kafka source"),
+                    format!("{path}.kafka.brokers"),
+                    "required when the source is not kafka (it defaults to the source's)",
                 );
             }
         }
@@ -264,8 +264,17 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 "must not exceed maxReplicas",
             );
         }
-        if a.enabled {
-            errs.push("spec.autoscaling.enabled", not_supported("autoscaling"));
+        if a.enabled && a.metric.cloud_watch.is_some() {
+            errs.push(
+                "spec.autoscaling.metric.cloudWatch",
+                not_supported("autoscaling from a CloudWatch metric"),
+            );
+        } else if a.enabled && spec.source.kafka.is_none() {
+            // The lag signal is Kafka consumer lag; other sources have none yet.
+            errs.push(
+                "spec.autoscaling.enabled",
+                not_supported("autoscaling of a source other than kafka"),
+            );
         }
     }
     if spec

@@ -169,11 +169,7 @@ fn unsupported_sections_are_refused_not_ignored() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    for path in [
-        "spec.sinks[0].kafka",
-        "spec.guarantee",
-        "spec.autoscaling.enabled",
-    ] {
+    for path in ["spec.guarantee", "spec.autoscaling.enabled"] {
         assert!(
             errs.iter()
                 .any(|e| e.starts_with(path) && e.contains("not supported yet")),
@@ -245,4 +241,15 @@ fn kafka_fields_are_checked() {
             .any(|e| e.starts_with("spec.sinks[0].kafka.key")),
         "{errs:#?}"
     );
+}
+
+#[test]
+fn a_kafka_sink_without_a_kafka_source_needs_brokers() {
+    assert_refused(
+        "deadLetter: {kafka: {topic: dlq}}\n",
+        "spec.deadLetter.kafka.brokers",
+        "required",
+    );
+    let errs = errors("deadLetter: {kafka: {topic: dlq, brokers: 'k:9092'}}\n");
+    assert!(errs.is_empty(), "{errs:#?}");
 }

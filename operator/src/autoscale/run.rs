@@ -1,0 +1,307 @@
+//! The autoscaler loop (leader only): every `pollInterval` per pipeline with
+//! `autoscaling.enabled`, read the lag, decide, and act by patching
+//! `spec.replicas` — the scale subresource's path, so the Deployment follows
+//! through the normal reconcile. Every decision shows in the `Autoscaling`
+//! condition, `status.lag`, metrics, and an Event on each change.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use prometheus::{IntGaugeVec, Opts};
+use serde_json::json;
+use tributary_crds::StreamPipeline;
+
+use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
+use super::signal::KafkaTarget;
+use crate::conditions;
+use crate::reconcile::Context;
+
+/// The field manager of the autoscaler's patches (the reconciler has its own).
+pub const FIELD_MANAGER: &str = "tributary-autoscaler";
+
+/// The condition the autoscaler owns.
+pub const AUTOSCALING: &str = "Autoscaling";
+
+/// How often the loop looks for pipelines that are due.
+const TICK: Duration = Duration::from_secs(2);
+
+/// Samples kept per pipeline (the decision uses the last two minutes).
+const KEEP: usize = 64;
+
+/// The autoscaler's gauges, per pipeline.
+#[derive(Clone)]
+struct Gauges {
+    desired: IntGaugeVec,
+    current: IntGaugeVec,
+    lag: IntGaugeVec,
+}
+
+impl Gauges {
+    fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let vec = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["namespace", "pipeline"])
+        };
+        let g = Self {
+            desired: vec(
+                "tributary_operator_autoscaler_desired_replicas",
+                "Replicas the autoscaler decided on.",
+            )?,
+            current: vec(
+                "tributary_operator_autoscaler_current_replicas",
+                "spec.replicas when the autoscaler decided.",
+            )?,
+            lag: vec(
+                "tributary_operator_autoscaler_lag_records",
+                "Source lag the decision used.",
+            )?,
+        };
+        registry.register(Box::new(g.desired.clone()))?;
+        registry.register(Box::new(g.current.clone()))?;
+        registry.register(Box::new(g.lag.clone()))?;
+        Ok(g)
+    }
+}
+
+#[derive(Default)]
+struct Tracked {
+    samples: VecDeque<Sample>,
+    memory: Memory,
+    next: Option<Instant>,
+    generation: Option<i64>,
+}
+
+/// Runs until the task is aborted (when the leader steps down).
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let gauges = match Gauges::new(&ctx.metrics.registry) {
+        Ok(g) => g,
+        Err(error) => {
+            tracing::error!(%error, "cannot register the autoscaler's metrics; autoscaling is off");
+            return;
+        }
+    };
+    let api: Api<StreamPipeline> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    loop {
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let live: Vec<String> = list.items.iter().map(key).collect();
+                tracked.retain(|k, _| live.contains(k));
+                for sp in &list.items {
+                    let enabled = sp.spec.autoscaling.as_ref().is_some_and(|a| a.enabled);
+                    if !enabled {
+                        tracked.remove(&key(sp));
+                        continue;
+                    }
+                    let t = tracked.entry(key(sp)).or_default();
+                    if t.next.is_some_and(|n| Instant::now() < n) {
+                        continue;
+                    }
+                    step(&ctx, sp, t, &gauges).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "autoscaler: listing StreamPipelines"),
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+fn key(sp: &StreamPipeline) -> String {
+    format!("{}/{}", sp.namespace().unwrap_or_default(), sp.name_any())
+}
+
+/// One poll of one pipeline: read, decide, act, report.
+async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gauges) {
+    let Some(spec) = sp.spec.autoscaling.as_ref() else {
+        return;
+    };
+    t.next = Some(Instant::now() + spec.poll_interval.0.max(Duration::from_secs(1)));
+    let policy = Policy::from(spec);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let now_ms = now.as_millisecond();
+    let target = match KafkaTarget::of(sp) {
+        Ok(t) => t,
+        Err(e) => {
+            report(
+                ctx,
+                sp,
+                None,
+                None,
+                condition(false, "SignalUnavailable", e.to_string()),
+            )
+            .await;
+            return;
+        }
+    };
+    let reading = match tokio::task::spawn_blocking(move || target.read(now_ms)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            report(
+                ctx,
+                sp,
+                None,
+                None,
+                condition(false, "SignalUnavailable", e.to_string()),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "autoscaler: the lag reader panicked");
+            return;
+        }
+    };
+    // A spec change (not ours) restarts the rate history: the pipeline may
+    // process at a different speed now.
+    if t.generation.is_some() && t.generation != sp.metadata.generation {
+        let ours = t.memory.recommendations.back().map(|(_, r)| *r) == Some(sp.spec.replicas);
+        if !ours {
+            t.samples.clear();
+        }
+    }
+    t.generation = sp.metadata.generation;
+    t.samples.push_back(reading.sample);
+    while t.samples.len() > KEEP {
+        t.samples.pop_front();
+    }
+    let status = sp.status.clone().unwrap_or_default();
+    let progressing = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == conditions::PROGRESSING && c.status == "True");
+    let last_scale_ms = status
+        .last_scale_time
+        .as_ref()
+        .map(|t| t.0.as_millisecond());
+    let samples: Vec<Sample> = t.samples.iter().copied().collect();
+    let current = sp.spec.replicas;
+    let seen = Observed {
+        now_ms,
+        samples: &samples,
+        current,
+        ready: status.ready_replicas.unwrap_or(0),
+        rolling_out: progressing,
+        partitions: Some(reading.partitions),
+        last_scale_ms,
+    };
+    let d = decide(&policy, &seen, &mut t.memory);
+    let labels = [sp.namespace().unwrap_or_default(), sp.name_any()];
+    let labels = [labels[0].as_str(), labels[1].as_str()];
+    gauges
+        .desired
+        .with_label_values(&labels)
+        .set(i64::from(d.desired));
+    gauges
+        .current
+        .with_label_values(&labels)
+        .set(i64::from(current));
+    gauges.lag.with_label_values(&labels).set(d.lag);
+    tracing::info!(pipeline = %key(sp), decision = %d.message(current), "autoscaler");
+    let mut scaled_at = None;
+    if d.desired != current {
+        match scale(ctx, sp, d.desired).await {
+            Ok(()) => {
+                scaled_at = Some(Time(now));
+                publish(ctx, sp, &d, current).await;
+            }
+            Err(e) => {
+                report(
+                    ctx,
+                    sp,
+                    Some(&d),
+                    None,
+                    condition(false, "ScaleFailed", e.to_string()),
+                )
+                .await;
+                return;
+            }
+        }
+    }
+    let c = condition(true, d.reason.as_str(), d.message(current));
+    report(ctx, sp, Some(&d), scaled_at, c).await;
+}
+
+fn condition(ok: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: AUTOSCALING.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: None,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// Patches `spec.replicas` (what `kubectl scale` changes).
+async fn scale(ctx: &Context, sp: &StreamPipeline, replicas: i32) -> Result<(), kube::Error> {
+    let api: Api<StreamPipeline> =
+        Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(
+        &sp.name_any(),
+        &params,
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32) {
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Autoscaled".to_owned(),
+        note: Some(d.message(current)),
+        action: "Scale".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&ev, &sp.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish the Autoscaled event");
+    }
+}
+
+/// Writes `status.lag`, `status.lastScaleTime` (when it scaled) and the
+/// `Autoscaling` condition; other conditions are kept as they are.
+async fn report(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    d: Option<&Decision>,
+    scaled_at: Option<Time>,
+    c: Condition,
+) {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let old = sp.status.clone().unwrap_or_default();
+    let merged = conditions::merge(&old.conditions, vec![c], sp.metadata.generation, &now);
+    let mut status = json!({ "conditions": merged });
+    if let Some(d) = d {
+        status["lag"] = json!({"records": d.lag, "observedAt": now});
+    }
+    if let Some(at) = scaled_at {
+        status["lastScaleTime"] = json!(at);
+    }
+    let api: Api<StreamPipeline> =
+        Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    if let Err(error) = api
+        .patch_status(
+            &sp.name_any(),
+            &params,
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    {
+        tracing::warn!(%error, pipeline = %key(sp), "autoscaler: patching status");
+    }
+}
