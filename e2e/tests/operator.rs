@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -120,6 +120,27 @@ fn config_hash(d: &Deployment) -> Option<String> {
         .cloned()
 }
 
+/// The Deployment's `processor` container.
+fn processor(d: &Deployment) -> Result<&Container> {
+    d.spec
+        .template
+        .spec
+        .as_ref()
+        .context("pod spec")?
+        .containers
+        .iter()
+        .find(|c| c.name == "processor")
+        .context("container processor")
+}
+
+/// `lastTransitionTime` of the Ready condition.
+fn ready_transition(sp: &DynamicObject) -> Result<String> {
+    pipeline::condition(sp, "Ready")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no Ready.lastTransitionTime: {}", sp.data["status"]))
+}
+
 /// Waits until the Deployment `name` asks for `n` replicas.
 async fn wait_deployment_replicas(h: &Harness, name: &str, n: i32) -> Result<()> {
     let deployments = h.api::<Deployment>();
@@ -206,11 +227,7 @@ async fn check_deployment(h: &Harness, name: &str, uid: &str, replicas: i32) -> 
         d.spec.replicas
     );
     let pod = d.spec.template.spec.as_ref().context("pod spec")?;
-    let c = pod
-        .containers
-        .iter()
-        .find(|c| c.name == "processor")
-        .context("container processor")?;
+    let c = processor(&d)?;
     ensure!(
         c.command.as_deref() == Some(&["tributary".to_owned()][..]),
         "{:?}",
@@ -346,15 +363,7 @@ async fn a_spec_edit_rolls_the_deployment_and_kubectl_scale_is_followed() -> Res
         .await?;
     // The ConfigMap carries the new spec; the hash is a new pod template,
     // so the Deployment rolls out a second ReplicaSet.
-    let cm = h
-        .api::<ConfigMap>()
-        .get(&format!("{name}-pipeline"))
-        .await?;
-    let rendered = cm
-        .data
-        .unwrap_or_default()
-        .remove("pipeline.yaml")
-        .unwrap_or_default();
+    let rendered = h.rendered(name).await?;
     ensure!(
         rendered.contains("20s"),
         "ConfigMap not updated:\n{rendered}"
@@ -408,7 +417,10 @@ async fn deleted_or_edited_children_are_repaired_and_collected_with_the_pipeline
     let h = Harness::start("op-drift").await?;
     let name = "drifting";
     h.apply(&generator_pipeline(name, &count_window("10s")))?;
-    h.wait_ready(name).await?;
+    let ready_since = ready_transition(&h.wait_ready(name).await?)?;
+    let reconciled = h
+        .operator
+        .metric_sum("tributary_operator_reconciles_total")?;
     let cm_name = format!("{name}-pipeline");
 
     // Deleted children come back (as new objects).
@@ -429,6 +441,21 @@ async fn deleted_or_edited_children_are_repaired_and_collected_with_the_pipeline
         }
     })
     .await?;
+    // The repair reconciled without a transition of Ready: its
+    // lastTransitionTime stays.
+    h.until("a reconcile after the repair", || async {
+        let n = h
+            .operator
+            .metric_sum("tributary_operator_reconciles_total")?;
+        anyhow::Ok((n > reconciled).then_some(()))
+    })
+    .await?;
+    let sp = h.wait_ready(name).await?;
+    ensure!(
+        ready_transition(&sp)? == ready_since,
+        "Ready's lastTransitionTime moved without a transition: {}",
+        sp.data["status"]
+    );
 
     // An edited child is set back: someone scales the Deployment by hand.
     h.kubectl(&["scale", &format!("deployment/{name}"), "--replicas=4"])?;
@@ -463,5 +490,63 @@ async fn deleted_or_edited_children_are_repaired_and_collected_with_the_pipeline
         }
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn secrets_stay_references_in_the_config_and_reach_the_pod_as_env() -> Result<()> {
+    let h = Harness::start("op-secrets").await?;
+    let name = "with-secrets";
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: {name}}}
+spec:
+  source:
+    kafka:
+      brokers: kafka:9092
+      topics: [clicks]
+      auth:
+        sasl:
+          mechanism: SCRAM-SHA-512
+          username: {{secretKeyRef: {{name: kafka-user, key: username}}}}
+          password: {{secretKeyRef: {{name: kafka-user, key: password}}}}
+  sinks: [{{name: out, stdout: {{}}}}]
+"
+    );
+    h.apply(&yaml)?;
+    h.wait_ready(name).await?;
+    let rendered = h.rendered(name).await?;
+    ensure!(
+        !rendered.contains("secretKeyRef") && !rendered.contains("kafka-user"),
+        "the ConfigMap names the Secret:\n{rendered}"
+    );
+    let rendered: Value = serde_yaml_ng::from_str(&rendered)?;
+    let sasl = &rendered["spec"]["source"]["kafka"]["auth"]["sasl"];
+    let vars = [&sasl["username"]["env"], &sasl["password"]["env"]];
+    let d = h.api::<Deployment>().get(name).await?;
+    let c = processor(&d)?;
+    for (var, key) in vars.iter().zip(["username", "password"]) {
+        let var = var
+            .as_str()
+            .with_context(|| format!("sasl {key} is not an env reference: {sasl}"))?;
+        let env = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == var)
+            .with_context(|| format!("the processor has no env {var}"))?;
+        let from = env
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+            .with_context(|| format!("{var} is not from a Secret: {env:?}"))?;
+        ensure!(
+            from.name == "kafka-user" && from.key == key,
+            "{var} comes from {}/{}",
+            from.name,
+            from.key
+        );
+    }
     Ok(())
 }

@@ -154,6 +154,20 @@ impl Harness {
         self.wait_condition(name, "Ready", "True", None).await
     }
 
+    /// The pipeline config the operator rendered for `name`: the
+    /// `pipeline.yaml` key of ConfigMap `NAME-pipeline`.
+    ///
+    /// # Errors
+    ///
+    /// When the ConfigMap or its key is missing.
+    pub async fn rendered(&self, name: &str) -> Result<String> {
+        let cm_name = format!("{name}-pipeline");
+        let cm: k8s_openapi::api::core::v1::ConfigMap = self.api().get(&cm_name).await?;
+        cm.data
+            .and_then(|mut d| d.remove("pipeline.yaml"))
+            .ok_or_else(|| Error::Unexpected(format!("ConfigMap {cm_name} has no pipeline.yaml")))
+    }
+
     /// `err` with the operator's last log lines, for a failing test.
     #[must_use]
     pub fn explain(&self, err: impl std::fmt::Display) -> String {
