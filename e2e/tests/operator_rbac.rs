@@ -1,6 +1,7 @@
 //! Least privilege, measured: the operator runs with a token of the chart's
 //! ServiceAccount through a scenario that exercises every decision
-//! (create, roll, repair, invalid spec, repeated events, lease handover),
+//! (create, roll, repair, invalid spec, repeated events, autoscaling, lease
+//! handover),
 //! then the API server's audit log shows what it really called. Every
 //! request must have been allowed, everything it called must be granted,
 //! and every verb the chart grants must have been used.
@@ -12,6 +13,9 @@ use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::DeleteParams;
 use serde_json::Value;
+use tributary_e2e::fixture::unique;
+use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::kafka::{create_topic, producer};
 use tributary_e2e::operator::audit::{self, Permission};
 use tributary_e2e::operator::harness::Harness;
 use tributary_e2e::operator::pipeline::{self, EVERY, count_window, generator_pipeline};
@@ -27,6 +31,49 @@ fn pipeline_yaml(size: &str, slide: Option<&str>) -> String {
         None => count_window(size),
     };
     generator_pipeline("audited", &steps)
+}
+
+/// The autoscaler patches `spec.replicas`: a Kafka pipeline whose group
+/// lags 400 records over 4 partitions, 100 records per replica, scales up.
+async fn autoscale(h: &Harness) -> Result<()> {
+    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let topic = unique("op-rbac-lag");
+    create_topic(&bootstrap, &topic, 4).await?;
+    let workload = Workload::new(400, 8, 1, 1_000);
+    workload
+        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
+        .await?;
+    h.apply(&format!(
+        "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: autoscaled}}
+spec:
+  source: {{kafka: {{brokers: '{bootstrap}', topics: ['{topic}'], group: '{topic}'}}}}
+  sinks: [{{name: out, stdout: {{}}}}]
+  replicas: 1
+  autoscaling:
+    enabled: true
+    minReplicas: 1
+    maxReplicas: 4
+    targetLagPerReplica: 100
+    pollInterval: 1s
+    scaleUp: {{stabilizationWindow: 0s, maxStep: 4}}
+    cooldown: 0s
+"
+    ))?;
+    let sps = h.pipelines();
+    let replicas = h
+        .until("the autoscaler to raise spec.replicas", || {
+            let sps = sps.clone();
+            async move {
+                let sp = sps.get("autoscaled").await?;
+                let n = sp.data.pointer("/spec/replicas").and_then(Value::as_i64);
+                anyhow::Ok(n.filter(|n| *n > 1))
+            }
+        })
+        .await?;
+    eprintln!("autoscaler: lag 400 on 4 partitions -> {replicas} replicas");
+    Ok(())
 }
 
 /// The rules of every ClusterRole and Role of the release, as permissions.
@@ -122,6 +169,7 @@ async fn the_operator_uses_exactly_the_permissions_the_chart_grants() -> Result<
         .await?;
     touch(&h, 1)?;
     touch(&h, 2)?;
+    autoscale(&h).await?;
 
     // Wait (bounded) for the log to catch up; the checks below say what is
     // missing if it never does. Then a clean stop releases the Lease.
