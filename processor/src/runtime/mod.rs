@@ -120,6 +120,14 @@ impl Pipeline {
     }
 
     fn open_outputs(&self) -> Result<Outputs, SinkError> {
+        #[cfg(feature = "kafka")]
+        {
+            let max = crate::connector::kafka::max_bytes();
+            let mut kafka =
+                crate::connector::kafka::SinkOpener::new(&self.spec, &self.base, None, max);
+            self.open_outputs_with(&mut |s, name| kafka.open(s, name))
+        }
+        #[cfg(not(feature = "kafka"))]
         self.open_outputs_with(&mut |s, name| sink::open(s, name, &self.base))
     }
 

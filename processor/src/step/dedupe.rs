@@ -163,3 +163,35 @@ mod tests {
         assert_eq!(d.state_size(), 0);
     }
 }
+
+#[cfg(test)]
+mod low_water_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::Position;
+
+    #[test]
+    fn low_water_is_the_oldest_kept_offset_until_released() {
+        let spec: DedupeStep = serde_yaml_ng::from_str("{key: event.id, within: 1s}").unwrap();
+        let mut d = Dedupe::new("d".into(), &spec, &crate::expr::env()).unwrap();
+        let rec = |id: &str, ts: i64, offset: i64| Record {
+            position: Position {
+                offset,
+                ..Position::default()
+            },
+            ..Record::new(json!({"id": id}), ts)
+        };
+        let mut emit = Emit::default();
+        d.process(
+            vec![rec("a", 0, 4), rec("a", 10, 5), rec("b", 500, 6)],
+            &mut emit,
+        )
+        .unwrap();
+        assert_eq!(d.low_water(), Some(4), "the duplicate at 5 is not held");
+        d.on_watermark(1000, &mut emit);
+        assert_eq!(d.low_water(), Some(6));
+        d.on_watermark(1500, &mut emit);
+        assert_eq!(d.low_water(), None);
+    }
+}

@@ -154,7 +154,7 @@ pub fn consumer(
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", HEARTBEAT_MS)
         .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "2000");
     apply_auth(&mut c, src.auth.as_ref())?;
     apply_env(&mut c);
     Ok(c)

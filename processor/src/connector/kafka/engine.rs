@@ -240,15 +240,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Triggers, then the watermark, state and readiness gauges.
+    /// Triggers, then the watermark, state, readiness and lag gauges.
     ///
     /// # Errors
     /// When a step or sink fails.
-    pub fn tick(&mut self) -> Result<(), RunError> {
+    pub fn tick(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
         for task in self.tasks.values_mut() {
             task.tick(&mut self.outputs, &self.metrics)?;
         }
         self.publish();
+        self.update_lag(consumer);
         Ok(())
     }
 
@@ -305,7 +306,6 @@ impl Engine {
             self.kafka
                 .checkpoint
                 .observe(started.elapsed().as_secs_f64());
-            self.update_lag(consumer);
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ mod checkpoint;
 mod config;
 mod engine;
 mod metrics;
+mod outputs;
 mod sink;
 mod task;
 
@@ -40,20 +41,19 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::Producer;
-use tributary_crds::{Guarantee, SinkKind, SinkSpec};
+use tributary_crds::Guarantee;
 
-use crate::expr::Expr;
 use crate::runtime::Metrics;
-use crate::sink::{Sink, SinkError};
 use crate::source::Decoder;
 use crate::{Pipeline, RunError, Summary};
 
 pub use checkpoint::{Meta, Restore};
+pub use outputs::SinkOpener;
 pub use sink::{DEFAULT_MAX_RECORD_BYTES, KafkaSink};
 
 use engine::{Ctx, Engine, KafkaConsumer, Parts};
 use metrics::KafkaMetrics;
-use sink::{ProducerHandle, SharedProducer};
+use sink::ProducerHandle;
 
 /// How often the engine wakes without input: triggers, gauges.
 const TICK: Duration = Duration::from_millis(100);
@@ -87,33 +87,14 @@ impl From<KafkaError> for RunError {
     }
 }
 
-fn max_bytes() -> usize {
+/// The largest record value: `TRIBUTARY_MAX_RECORD_BYTES`, else
+/// [`DEFAULT_MAX_RECORD_BYTES`].
+#[must_use]
+pub fn max_bytes() -> usize {
     std::env::var(MAX_BYTES_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_MAX_RECORD_BYTES)
-}
-
-/// Producers by bootstrap servers (one under `exactlyOnce`: the source's).
-struct Producers {
-    by_brokers: Vec<(String, SharedProducer)>,
-    txn: Option<SharedProducer>,
-}
-
-impl Producers {
-    fn get(&mut self, brokers: &str, p: &Pipeline) -> Result<SharedProducer, KafkaError> {
-        if let Some((_, pr)) = self.by_brokers.iter().find(|(b, _)| b == brokers) {
-            return Ok(pr.clone());
-        }
-        let src = p.spec.source.kafka.as_ref();
-        let auth = src
-            .filter(|s| s.brokers == brokers)
-            .and_then(|s| s.auth.as_ref());
-        let cfg = config::producer(brokers, auth, None, p.spec.checkpoint.interval.0)?;
-        let pr = ProducerHandle::create(cfg)?;
-        self.by_brokers.push((brokers.to_owned(), pr.clone()));
-        Ok(pr)
-    }
 }
 
 /// Runs a pipeline whose source is Kafka until the stop flag is set.
@@ -133,10 +114,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     let name = p.name.clone().unwrap_or_else(|| "pipeline".into());
     let kafka_metrics = KafkaMetrics::register(&p.metrics, &name);
 
-    let mut producers = Producers {
-        by_brokers: Vec::new(),
-        txn: None,
-    };
+    let mut txn = None;
     if eos {
         let id = format!("{group}-{instance}");
         let cfg = config::producer(&src.brokers, src.auth.as_ref(), Some(&id), interval)?;
@@ -146,51 +124,18 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
             .map_err(KafkaError::Client)?;
         pr.get().begin_transaction().map_err(KafkaError::Client)?;
         tracing::info!(transactional_id = %id, "transactional producer ready");
-        producers.by_brokers.push((src.brokers.clone(), pr.clone()));
-        producers.txn = Some(pr);
+        txn = Some(pr);
     }
     let limit = max_bytes();
-    let env = crate::expr::env();
-    let mut open = |s: &SinkSpec, default_name: &str| -> Result<Box<dyn Sink>, SinkError> {
-        let name = if s.name.is_empty() {
-            default_name.to_owned()
-        } else {
-            s.name.clone()
-        };
-        let Some(SinkKind::Kafka(k)) = s.kind() else {
-            return crate::sink::open(s, default_name, &p.base);
-        };
-        let broker_err = |message: String| SinkError::Broker {
-            name: name.clone(),
-            message,
-        };
-        let key = k
-            .key
-            .as_deref()
-            .map(|e| Expr::compile(e, &env))
-            .transpose()
-            .map_err(|e| broker_err(format!("key: {e}")))?;
-        let brokers = k.brokers.as_deref().unwrap_or(&src.brokers);
-        let producer = producers
-            .get(brokers, p)
-            .map_err(|e| broker_err(e.to_string()))?;
-        Ok(Box::new(KafkaSink::new(
-            name.clone(),
-            k.topic.clone(),
-            key,
-            producer,
-            limit,
-            eos,
-        )))
-    };
-    let outputs = p.open_outputs_with(&mut open)?;
+    let mut opener = SinkOpener::new(&spec, &p.base, txn.clone(), limit);
+    let outputs = p.open_outputs_with(&mut |s, name| opener.open(s, name))?;
     let decoder = Decoder::new(&spec.source).map_err(crate::source::SourceError::from)?;
     let engine = Engine::new(Parts {
         spec: spec.clone(),
         decoder,
         max_bytes: limit,
         outputs,
-        txn: producers.txn.clone(),
+        txn,
         metrics: p.metrics.clone(),
         kafka: kafka_metrics,
         stop: p.stop_handle(),
@@ -265,7 +210,7 @@ fn poll_loop(consumer: &KafkaConsumer, p: &Pipeline, interval: Duration) -> Resu
         engine.flush_pending()?;
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
-            engine.tick()?;
+            engine.tick(consumer)?;
         }
         if last_checkpoint.elapsed() >= interval {
             last_checkpoint = Instant::now();

@@ -168,3 +168,65 @@ impl Task {
         self.steps.iter().map(|s| s.state_size()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::Position;
+
+    fn rec(offset: i64, ts: i64) -> Record {
+        Record {
+            position: Position {
+                source: "in".into(),
+                partition: 0,
+                offset,
+            },
+            ..Record::new(json!({}), ts)
+        }
+    }
+
+    #[test]
+    fn records_below_the_committed_offset_are_replays_and_hold_the_checkpoint() {
+        let restore = Restore {
+            seek: Some(5),
+            replay_until: 8,
+            wm: 1_000,
+        };
+        let mut t = Task::new("in".into(), 0, Vec::new(), restore, 100);
+        assert!(t.replaying());
+        assert_eq!(t.watermark(), 1_000);
+        assert_eq!(t.add(rec(5, 900)), Some(true));
+        assert_eq!(t.add(rec(5, 900)), None, "a stale fetch is ignored");
+        assert_eq!(t.add(rec(6, 900)), Some(true));
+        assert_eq!(t.skip(7), Some(true), "an undecodable replay");
+        assert!(!t.replaying());
+        assert_eq!(t.add(rec(8, 1_500)), Some(false));
+        let m = Metrics::default();
+        let mut out = Outputs::new(Vec::new(), std::collections::HashMap::new(), None);
+        t.process(&mut out, &m).unwrap();
+        assert_eq!(t.watermark(), 1_400, "max event time minus the bound");
+        assert_eq!(t.checkpoint(), Some((9, Meta { low: 9, wm: 1_400 })));
+    }
+
+    #[test]
+    fn a_task_without_checkpoint_commits_nothing_before_its_first_record() {
+        let mut t = Task::new("in".into(), 0, Vec::new(), Restore::FRESH, 0);
+        assert!(!t.replaying());
+        assert_eq!(t.checkpoint(), None);
+        assert_eq!(t.add(rec(42, 7)), Some(false));
+        assert_eq!(t.checkpoint().map(|(p, _)| p), Some(43));
+    }
+
+    #[test]
+    fn a_replaying_task_commits_nothing() {
+        let restore = Restore {
+            seek: Some(0),
+            replay_until: 3,
+            wm: i64::MIN,
+        };
+        let t = Task::new("in".into(), 0, Vec::new(), restore, 0);
+        assert_eq!(t.checkpoint(), None);
+    }
+}

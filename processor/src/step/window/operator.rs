@@ -286,3 +286,115 @@ impl Step for Windowed {
         self.state.low_water()
     }
 }
+
+#[cfg(test)]
+mod replay_tests {
+    //! The replay rules a restore relies on (see `connector::kafka`).
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn windowed(extra: &str) -> Windowed {
+        let spec: WindowStep = serde_yaml_ng::from_str(&format!(
+            "{{type: tumbling, size: 10s, keyBy: [event.k], aggregate: [{{name: n, fn: count}}]{extra}}}"
+        ))
+        .unwrap();
+        Windowed::new("w".into(), &spec, &crate::expr::env()).unwrap()
+    }
+
+    fn rec(ts: i64, offset: i64, replay: bool) -> Record {
+        Record {
+            position: Position {
+                source: "in".into(),
+                partition: 0,
+                offset,
+            },
+            replay,
+            ..Record::new(json!({"k": "a"}), ts)
+        }
+    }
+
+    fn counts(emit: &Emit) -> Vec<(i64, i64)> {
+        emit.out
+            .iter()
+            .map(|r| {
+                (
+                    r.value["windowStart"].as_i64().unwrap(),
+                    r.value["n"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replayed_record_of_a_closed_window_is_skipped_silently() {
+        let mut w = windowed(", lateEvents: deadLetter");
+        w.on_watermark(20_000, &mut Emit::default());
+        let mut emit = Emit::default();
+        w.process(vec![rec(5_000, 1, true)], &mut emit).unwrap();
+        assert!(emit.dead.is_empty() && emit.late == 0, "{emit:?}");
+        w.process(vec![rec(5_000, 2, false)], &mut emit).unwrap();
+        assert_eq!(
+            (emit.dead.len(), emit.late),
+            (1, 1),
+            "a live late record is still late"
+        );
+    }
+
+    #[test]
+    fn replayed_records_rebuild_open_windows_whose_results_are_new() {
+        let mut w = windowed("");
+        w.on_watermark(9_000, &mut Emit::default());
+        let mut emit = Emit::default();
+        w.process(vec![rec(9_500, 3, true), rec(9_600, 4, false)], &mut emit)
+            .unwrap();
+        assert!(emit.out.is_empty());
+        w.on_watermark(10_000, &mut emit);
+        assert_eq!(counts(&emit), vec![(0, 2)]);
+        assert!(
+            !emit.out[0].replay,
+            "a window result is output even if replays built it"
+        );
+        assert_eq!(emit.out[0].position.offset, Position::DERIVED);
+    }
+
+    #[test]
+    fn a_replayed_record_does_not_refire_a_window_within_lateness() {
+        let mut w = windowed(", allowedLateness: 1m");
+        let mut emit = Emit::default();
+        w.process(vec![rec(1_000, 1, false)], &mut emit).unwrap();
+        w.on_watermark(10_000, &mut emit);
+        assert_eq!(counts(&emit), vec![(0, 1)]);
+        let mut emit = Emit::default();
+        w.process(vec![rec(2_000, 2, true)], &mut emit).unwrap();
+        assert!(emit.out.is_empty(), "{:?}", counts(&emit));
+        w.process(vec![rec(3_000, 3, false)], &mut emit).unwrap();
+        assert_eq!(
+            counts(&emit),
+            vec![(0, 3)],
+            "the live one refires with the rebuilt state"
+        );
+    }
+
+    #[test]
+    fn low_water_is_the_oldest_offset_still_held() {
+        let mut w = windowed(", allowedLateness: 5s");
+        assert_eq!(w.low_water(), None);
+        let mut emit = Emit::default();
+        w.process(
+            vec![
+                rec(15_000, 8, false),
+                rec(1_000, 7, false),
+                rec(12_000, 9, false),
+            ],
+            &mut emit,
+        )
+        .unwrap();
+        assert_eq!(w.low_water(), Some(7));
+        w.on_watermark(10_000, &mut emit);
+        assert_eq!(w.low_water(), Some(7), "kept for allowed lateness");
+        w.on_watermark(15_000, &mut emit);
+        assert_eq!(w.low_water(), Some(8), "window [0, 10s) purged");
+    }
+}
