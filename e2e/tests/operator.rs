@@ -213,7 +213,10 @@ async fn check_config_map(h: &Harness, name: &str, uid: &str, applied: &Value) -
 /// The Deployment runs that ConfigMap with the processor's command, a
 /// config hash on the pod template and a restricted security context (the
 /// namespace enforces the `restricted` PSS, so Ready proves the pods pass).
-async fn check_deployment(h: &Harness, name: &str, uid: &str, replicas: i32) -> Result<()> {
+async fn check_deployment(h: &Harness, name: &str, uid: &str, applied: &Value) -> Result<()> {
+    let replicas = applied["spec"]["replicas"]
+        .as_i64()
+        .map_or(Ok(1), i32::try_from)?;
     let d = h.api::<Deployment>().get(name).await?;
     check_child("Deployment", &d.metadata, name, uid)?;
     let hash = config_hash(&d).context("pod template has tributary.dev/config-hash")?;
@@ -253,6 +256,38 @@ async fn check_deployment(h: &Harness, name: &str, uid: &str, replicas: i32) -> 
             .is_some_and(|cm| cm.name == format!("{name}-pipeline"))),
         "no volume of ConfigMap {name}-pipeline"
     );
+    // Pod knobs from spec.processor.
+    let processor_spec = &applied["spec"]["processor"];
+    if let Some(resources) = processor_spec.get("resources") {
+        let got = serde_json::to_value(&c.resources)?;
+        ensure!(
+            within(resources, &got),
+            "resources {got} are not spec.processor.resources {resources}"
+        );
+    }
+    let image = processor_spec["image"]
+        .as_str()
+        .unwrap_or("ghcr.io/tributary/processor:0.1.0");
+    ensure!(c.image.as_deref() == Some(image), "image {:?}", c.image);
+    Ok(())
+}
+
+/// The pipeline namespace enforces the `restricted` Pod Security Standard,
+/// so Ready means the processor pods passed it: a pod that breaks it is
+/// refused there.
+fn check_namespace_enforces_restricted(h: &Harness) -> Result<()> {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: not-restricted}\n\
+               spec: {containers: [{name: c, image: busybox}]}\n";
+    match h.apply(pod) {
+        Ok(out) => anyhow::bail!(
+            "a pod breaking the restricted PSS was admitted: {}",
+            out.stdout
+        ),
+        Err(e) => ensure!(
+            e.to_string().contains("PodSecurity"),
+            "refused for another reason: {e}"
+        ),
+    }
     Ok(())
 }
 
@@ -314,6 +349,7 @@ async fn applied_examples_get_their_children_and_become_ready() -> Result<()> {
     paths.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
     paths.sort();
     ensure!(!paths.is_empty(), "no example in {EXAMPLES}");
+    check_namespace_enforces_restricted(&h)?;
     for path in paths {
         let yaml = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
         let applied: Value = serde_yaml_ng::from_str(&yaml)?;
@@ -332,7 +368,7 @@ async fn applied_examples_get_their_children_and_become_ready() -> Result<()> {
         let uid = sp.metadata.uid.clone().context("uid")?;
         check_ready_status(&sp, name, replicas)?;
         check_config_map(&h, name, &uid, &applied).await?;
-        check_deployment(&h, name, &uid, replicas).await?;
+        check_deployment(&h, name, &uid, &applied).await?;
         check_service_and_pdb(&h, name, &uid).await?;
         check_columns(&h, name)?;
         wait_event(&h, name, "Created").await?;
