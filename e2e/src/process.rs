@@ -45,9 +45,15 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
-    /// A replica did not exit in time after SIGTERM.
-    #[error(transparent)]
-    Timeout(#[from] crate::poll::Timeout),
+    /// A replica did not exit in time after SIGTERM (it was then killed).
+    #[error("{source}\n{logs}")]
+    Stuck {
+        /// The deadline that passed.
+        #[source]
+        source: crate::poll::Timeout,
+        /// The tails of the fleet's logs.
+        logs: String,
+    },
 }
 
 /// Result of fleet operations.
@@ -118,7 +124,9 @@ impl Fleet {
         Ok(Self {
             bin: bin.to_owned(),
             dir,
-            keep: false,
+            // Set TRIBUTARY_E2E_KEEP_LOGS=1 to read every replica's log
+            // after a run.
+            keep: std::env::var_os("TRIBUTARY_E2E_KEEP_LOGS").is_some(),
             file,
             env: env
                 .iter()
@@ -246,42 +254,74 @@ impl Fleet {
     /// When the signal cannot be sent or the replica does not exit in time
     /// (it is then killed).
     pub async fn stop(&mut self, i: usize, timeout: Duration) -> Result<Option<ExitStatus>> {
+        self.terminate(i)?;
+        self.wait_exit(i, timeout).await
+    }
+
+    /// Sends SIGTERM to slot `i`'s replica, if it runs.
+    fn terminate(&mut self, i: usize) -> Result<()> {
         self.reap();
-        let slot = &mut self.slots[i];
-        let Some(mut child) = slot.child.take() else {
-            return Ok(None);
-        };
-        signal(&slot.name, &child, Signal::SIGTERM)?;
-        let deadline = Deadline::new(&format!("{} to exit after SIGTERM", slot.name), timeout);
+        let slot = &self.slots[i];
+        match &slot.child {
+            Some(child) => signal(&slot.name, child, Signal::SIGTERM),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits up to `timeout` for slot `i`'s replica to exit; kills it then.
+    async fn wait_exit(&mut self, i: usize, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let name = self.slots[i].name.clone();
+        let deadline = Deadline::new(&format!("{name} to exit after SIGTERM"), timeout);
         loop {
+            let Some(child) = self.slots[i].child.as_mut() else {
+                return Ok(None);
+            };
             if let Ok(Some(status)) = child.try_wait() {
+                self.slots[i].child = None;
                 return Ok(Some(status));
             }
-            if let Err(e) = deadline.check("still running") {
+            if let Err(source) = deadline.check("still running") {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(e.into());
+                self.slots[i].child = None;
+                return Err(Error::Stuck {
+                    source,
+                    logs: self.log_tails(30),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Stops every running replica (SIGTERM, in parallel) and returns the
-    /// slots whose exit status was not success.
+    /// Stops every running replica (SIGTERM to all at once, as a scale to
+    /// zero does) and returns the slots whose exit status was not success.
     ///
     /// # Errors
     ///
     /// When a replica does not exit within `timeout`.
     pub async fn stop_all(&mut self, timeout: Duration) -> Result<Vec<(String, ExitStatus)>> {
         let running = self.running();
+        self.stop_many(&running, timeout).await
+    }
+
+    /// Stops the replicas of `slots` together (SIGTERM to each, then waits
+    /// for all) and returns those whose exit status was not success.
+    ///
+    /// # Errors
+    ///
+    /// When a replica does not exit within `timeout`.
+    pub async fn stop_many(
+        &mut self,
+        slots: &[usize],
+        timeout: Duration,
+    ) -> Result<Vec<(String, ExitStatus)>> {
+        let running: Vec<usize> = slots.to_vec();
         for i in &running {
-            if let Some(child) = &self.slots[*i].child {
-                signal(&self.slots[*i].name, child, Signal::SIGTERM)?;
-            }
+            self.terminate(*i)?;
         }
         let mut failed = Vec::new();
         for i in running {
-            if let Some(status) = self.stop(i, timeout).await?
+            if let Some(status) = self.wait_exit(i, timeout).await?
                 && !status.success()
             {
                 failed.push((self.slots[i].name.clone(), status));
@@ -324,7 +364,9 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         self.kill_all();
-        if !self.keep {
+        if self.keep {
+            eprintln!("replica logs kept in {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -69,9 +69,9 @@ async fn state_moves_with_partitions_when_replicas_go_2_3_1() -> Result<()> {
             s.progress(&group)?
         );
         wait_progress(&s, &group, 2 * events / 3, &mut fleet).await?;
-        for i in 0..2 {
-            fleet.stop(i, Duration::from_secs(30)).await?;
-        }
+        let mut failed = fleet.stop_many(&[0], Duration::from_secs(30)).await?;
+        failed.extend(fleet.stop_many(&[1], Duration::from_secs(30)).await?);
+        ensure!(failed.is_empty(), "scaling down: {failed:?}");
         eprintln!(
             "rebalance: 3 → 1 replica at {} committed",
             s.progress(&group)?

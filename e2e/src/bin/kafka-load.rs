@@ -220,8 +220,10 @@ async fn throughput(
         let done: i64 = kafka::committed(bootstrap, &name, input)?.iter().sum();
         let now = Instant::now();
         if done > last.1 {
+            // The first commit ends the startup (process start, group
+            // join, first checkpoint): the steady rate counts from there.
             if first.is_none() {
-                first = Some(last);
+                first = Some((now, done));
             }
             last = (now, done);
             cpu = cpu_seconds(pid)?;
@@ -239,9 +241,16 @@ async fn throughput(
     }
     fleet.stop_all(Duration::from_secs(30)).await?;
     let (t0, n0) = first.unwrap_or((started, 0));
+    let wall = last.0.duration_since(started).as_secs_f64();
+    let span = last.0.duration_since(t0).as_secs_f64();
     Ok(Throughput {
-        wall: last.0.duration_since(started).as_secs_f64(),
-        steady: (total - n0) as f64 / last.0.duration_since(t0).as_secs_f64().max(1e-3),
+        wall,
+        // Too few commits to see a steady state: the whole run's rate.
+        steady: if span > 2.0 {
+            (total - n0) as f64 / span
+        } else {
+            total as f64 / wall
+        },
         cpu,
     })
 }
