@@ -12,10 +12,8 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Service};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use serde_json::Value;
 use tributary_e2e::operator::harness::Harness;
@@ -63,31 +61,6 @@ fn check_child(kind: &str, meta: &ObjectMeta, name: &str, uid: &str) -> Result<(
         );
     }
     Ok(())
-}
-
-/// Waits for an events.k8s.io Event with `reason` about the pipeline `name`.
-async fn wait_event(h: &Harness, name: &str, reason: &str) -> Result<Event> {
-    let events: Api<Event> = h.api();
-    let what = format!("an Event {reason} about {name}");
-    let found = h
-        .until(&what, || {
-            let events = events.clone();
-            async move {
-                let list = events.list(&ListParams::default()).await?;
-                let seen: Vec<String> =
-                    list.items.iter().filter_map(|e| e.reason.clone()).collect();
-                let hit = list.items.into_iter().find(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                });
-                match hit {
-                    Some(e) => anyhow::Ok(Some(e)),
-                    None => Err(anyhow!("events so far: {seen:?}")),
-                }
-            }
-        })
-        .await?;
-    Ok(found)
 }
 
 /// Whether every field of `part` is in `whole` with the same value (the
@@ -371,7 +344,7 @@ async fn applied_examples_get_their_children_and_become_ready() -> Result<()> {
         check_deployment(&h, name, &uid, &applied).await?;
         check_service_and_pdb(&h, name, &uid).await?;
         check_columns(&h, name)?;
-        wait_event(&h, name, "Created").await?;
+        h.wait_event(name, "Created").await?;
     }
     Ok(())
 }
@@ -420,7 +393,7 @@ async fn a_spec_edit_rolls_the_deployment_and_kubectl_scale_is_followed() -> Res
     .await?;
     let sp = h.wait_ready(name).await?;
     ensure!(sp.metadata.generation > Some(gen_before));
-    wait_event(&h, name, "Rolled").await?;
+    h.wait_event(name, "Rolled").await?;
 
     // `kubectl scale` goes through the scale subresource to spec.replicas.
     h.kubectl(&["scale", &format!("sp/{name}"), "--replicas=3"])?;
@@ -438,7 +411,7 @@ async fn a_spec_edit_rolls_the_deployment_and_kubectl_scale_is_followed() -> Res
     )
     .await
     .map_err(|e| anyhow!(h.explain(e)))?;
-    wait_event(&h, name, "Scaled").await?;
+    h.wait_event(name, "Scaled").await?;
     // Scaling is not a new configuration: the pods are not rolled.
     let hash = config_hash(&deployments.get(name).await?);
     ensure!(
@@ -496,7 +469,7 @@ async fn deleted_or_edited_children_are_repaired_and_collected_with_the_pipeline
     // An edited child is set back: someone scales the Deployment by hand.
     h.kubectl(&["scale", &format!("deployment/{name}"), "--replicas=4"])?;
     wait_deployment_replicas(&h, name, 1).await?;
-    wait_event(&h, name, "RepairedDrift").await?;
+    h.wait_event(name, "RepairedDrift").await?;
 
     // Deleting the pipeline leaves the children to the garbage collector.
     h.kubectl(&["delete", &format!("sp/{name}"), "--wait=true"])?;

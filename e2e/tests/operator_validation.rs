@@ -89,6 +89,11 @@ async fn expect_invalid(h: &Harness, name: &str, field: &str) -> Result<DynamicO
         message.contains(field),
         "the InvalidSpec message should name {field}: {message:?}"
     );
+    let event = h.wait_event(name, "InvalidSpec").await?;
+    ensure!(
+        event.type_.as_deref() == Some("Warning"),
+        "the InvalidSpec event should be a Warning: {event:?}"
+    );
     for (t, s) in [("Progressing", "False"), ("Degraded", "True")] {
         let state = pipeline::condition_state(&sp, t);
         ensure!(

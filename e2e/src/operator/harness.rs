@@ -7,7 +7,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DynamicObject, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::{Api, Client};
 
 use super::chart::{self, Release};
@@ -166,6 +167,33 @@ impl Harness {
         cm.data
             .and_then(|mut d| d.remove("pipeline.yaml"))
             .ok_or_else(|| Error::Unexpected(format!("ConfigMap {cm_name} has no pipeline.yaml")))
+    }
+
+    /// Waits for an events.k8s.io Event with `reason` about pipeline `name`
+    /// in the test namespace; a timeout lists the reasons seen.
+    ///
+    /// # Errors
+    ///
+    /// When the deadline passes first.
+    pub async fn wait_event(&self, name: &str, reason: &str) -> Result<Event> {
+        let events: Api<Event> = self.api();
+        self.until(&format!("an Event {reason} about {name}"), || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&ListParams::default()).await?;
+                let seen: Vec<String> =
+                    list.items.iter().filter_map(|e| e.reason.clone()).collect();
+                let hit = list.items.into_iter().find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                });
+                match hit {
+                    Some(e) => Ok(Some(e)),
+                    None => Err(Error::Unexpected(format!("events so far: {seen:?}"))),
+                }
+            }
+        })
+        .await
     }
 
     /// `err` with the operator's last log lines, for a failing test.
