@@ -34,10 +34,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let children = watcher::Config::default().labels(MANAGED_SELECTOR);
+    // `any_semantic`: initial lists come from the apiserver's watch cache,
+    // not etcd; children are filtered to the operator's label.
+    let children = watcher::Config::default()
+        .any_semantic()
+        .labels(MANAGED_SELECTOR);
     let controller = Controller::new(
         api::<StreamPipeline>(&client, namespace),
-        watcher::Config::default(),
+        watcher::Config::default().any_semantic(),
     )
     .owns(api::<ConfigMap>(&client, namespace), children.clone())
     .owns(api::<Deployment>(&client, namespace), children.clone())
@@ -46,6 +50,20 @@ pub async fn run(
     .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let metrics = ctx.metrics.clone();
+    // Deleted pipelines are never reconciled, so the gauge also follows the
+    // cache on a timer.
+    let gauge = tokio::spawn({
+        let (store, metrics) = (store.clone(), metrics.clone());
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics
+                    .pipelines
+                    .set(i64::try_from(store.state().len()).unwrap_or(i64::MAX));
+            }
+        }
+    });
     // The autoscaler runs with the controller: only on the leader.
     let autoscaler = tokio::spawn(crate::autoscale::run::run(
         ctx.clone(),
@@ -64,5 +82,6 @@ pub async fn run(
             futures::future::ready(())
         })
         .await;
+    gauge.abort();
     autoscaler.abort();
 }

@@ -98,6 +98,12 @@ pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
     result.map(|_| Action::requeue(RESYNC))
 }
 
+/// The delay before retry `n` (1-based): 1 s, 2 s, 4 s, … capped at [`RESYNC`].
+#[must_use]
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1 << n.clamp(1, 10).saturating_sub(1)).min(RESYNC)
+}
+
 /// Retries a failed pipeline after 1 s, 2 s, 4 s, … up to [`RESYNC`].
 pub fn error_policy(sp: Arc<StreamPipeline>, err: &Error, ctx: Arc<Context>) -> Action {
     let n = {
@@ -106,7 +112,7 @@ pub fn error_policy(sp: Arc<StreamPipeline>, err: &Error, ctx: Arc<Context>) -> 
         *n = n.saturating_add(1);
         *n
     };
-    let delay = Duration::from_secs(1 << n.min(9).saturating_sub(1)).min(RESYNC);
+    let delay = backoff(n);
     tracing::warn!(pipeline = %key(&sp), error = %err, attempt = n, ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -230,6 +236,14 @@ async fn patch_status(
 mod tests {
     use super::*;
     use crate::children::fixture;
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_resync_period() {
+        let delays: Vec<u64> = (1..=5).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16]);
+        assert_eq!(backoff(20), RESYNC);
+        assert_eq!(backoff(0), Duration::from_secs(1));
+    }
 
     #[test]
     fn a_valid_pipeline_passes_every_check() {
