@@ -19,9 +19,20 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn workload(name: &str, events: u64, keys: u64, window: &str) -> anyhow::Result<()> {
+/// The window step of the window workloads.
+fn window(shape: &str) -> String {
+    format!(
+        "window: {{{shape}, keyBy: [event.userId], aggregate: [{{name: clicks, fn: count}}, {{name: revenue, fn: sum, of: event.amount}}]}}"
+    )
+}
+
+/// A CEP sequence per user: a view, then a cart addition, then a purchase
+/// within a minute (relaxed contiguity, skip past the last event).
+const CEP_SEQUENCE: &str = "cep: {keyBy: [event.userId], pattern: {sequence: [{name: view, when: \"event.action == 'view'\"}, {name: cart, when: \"event.action == 'add_to_cart'\"}, {name: buy, when: \"event.action == 'purchase'\"}], within: 1m, skip: skipPastLastEvent}, emit: {name: funnel}}";
+
+fn workload(name: &str, events: u64, keys: u64, step: &str) -> anyhow::Result<()> {
     let yaml = format!(
-        "source:\n  generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 42, startTime: 1700000000000, timeStep: 1ms}}\n  eventTime: {{field: event.ts}}\nsteps:\n  - window: {{{window}, keyBy: [event.userId], aggregate: [{{name: clicks, fn: count}}, {{name: revenue, fn: sum, of: event.amount}}]}}\nsinks: [{{name: out, blackhole: {{}}}}]\n"
+        "source:\n  generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 42, startTime: 1700000000000, timeStep: 1ms}}\n  eventTime: {{field: event.ts}}\nsteps:\n  - {step}\nsinks: [{{name: out, blackhole: {{}}}}]\n"
     );
     let spec = tributary_crds::load_pipeline(&yaml)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -58,13 +69,27 @@ fn workload(name: &str, events: u64, keys: u64, window: &str) -> anyhow::Result<
 /// Runs the built-in workloads.
 pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
     println!("generator -> window by userId (count, sum) -> blackhole sink; {keys} keys");
-    workload("tumbling 1m", events, keys, "type: tumbling, size: 1m")?;
+    workload(
+        "tumbling 1m",
+        events,
+        keys,
+        &window("type: tumbling, size: 1m"),
+    )?;
     workload(
         "sliding 1m / 1s",
         events,
         keys,
-        "type: sliding, size: 1m, slide: 1s",
+        &window("type: sliding, size: 1m, slide: 1s"),
     )?;
-    workload("session gap 30s", events, keys, "type: session, gap: 30s")?;
+    workload(
+        "session gap 30s",
+        events,
+        keys,
+        &window("type: session, gap: 30s"),
+    )?;
+    println!(
+        "generator -> cep by userId (view -> add_to_cart -> purchase within 1m) -> blackhole sink"
+    );
+    workload("cep sequence (3 steps, 1m)", events, keys, CEP_SEQUENCE)?;
     Ok(ExitCode::SUCCESS)
 }

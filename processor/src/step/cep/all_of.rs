@@ -38,6 +38,13 @@ impl<P: Clone> AllOfMatcher<P> {
         self.runs.len()
     }
 
+    /// Calls `f` on the payload of every event held.
+    pub fn for_each_payload(&self, mut f: impl FnMut(&P)) {
+        for r in &self.runs {
+            r.data.taken.iter().for_each(|t| f(&t.payload));
+        }
+    }
+
     /// The earliest window end.
     pub fn deadline(&self) -> Option<i64> {
         self.runs

@@ -16,6 +16,7 @@
 //! - this file: CEL, keys, buffering, watermarks, timers, output records.
 
 mod all_of;
+mod cond;
 mod nfa;
 mod pattern;
 mod sequence;
@@ -35,6 +36,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use tributary_crds::CepStep;
 
+use self::cond::Cond;
 use self::nfa::{Match, Matcher};
 use self::pattern::{PatternDef, Shape};
 use super::window::Key;
@@ -47,12 +49,20 @@ use crate::sink::DeadLetter;
 struct Buffered {
     key: Key,
     bits: u64,
+    event: Arc<Held>,
+    replay: bool,
+}
+
+/// A record held in a partial match: its value and source offset (for
+/// [`Step::low_water`]).
+struct Held {
     value: Value,
+    offset: i64,
 }
 
 /// One key's matcher and the deadline its timer is set for.
 struct KeyState {
-    matcher: Matcher<Arc<Value>>,
+    matcher: Matcher<Arc<Held>>,
     timer: i64,
 }
 
@@ -61,7 +71,7 @@ pub struct Cep {
     name: String,
     keys: Vec<(String, Expr)>,
     /// Bit `j`: step `j`'s `when`; bit `32 + j`: its `notFollowedBy`.
-    conds: Vec<(u64, Expr)>,
+    conds: Vec<(u64, Cond)>,
     def: Arc<PatternDef>,
     alts: Arc<Vec<Vec<u16>>>,
     pattern_name: Value,
@@ -70,8 +80,8 @@ pub struct Cep {
     states: FxHashMap<Key, KeyState>,
     timers: BinaryHeap<Reverse<(i64, Key)>>,
     wm: i64,
-    matches: Vec<Match<Arc<Value>>>,
-    pending_out: Vec<(Key, Match<Arc<Value>>)>,
+    matches: Vec<Match<Arc<Held>>>,
+    pending_out: Vec<(Key, bool, Match<Arc<Held>>)>,
     source: Arc<str>,
     cond_errors: u64,
 }
@@ -96,9 +106,9 @@ impl Cep {
         .unwrap_or_default();
         let mut conds = Vec::new();
         for (j, s) in steps.iter().enumerate().take(pattern::MAX_STEPS) {
-            conds.push((PatternDef::cond(j), Expr::compile(&s.when, env)?));
+            conds.push((PatternDef::cond(j), Cond::compile(&s.when, env)?));
             if let Some(n) = &s.not_followed_by {
-                conds.push((def.neg(j), Expr::compile(n, env)?));
+                conds.push((def.neg(j), Cond::compile(n, env)?));
             }
         }
         Ok(Self {
@@ -125,7 +135,7 @@ impl Cep {
     fn bits(&mut self, value: &Value) -> u64 {
         let mut bits = 0;
         for (bit, e) in &self.conds {
-            match e.eval_bool(value) {
+            match e.holds(value) {
                 Ok(true) => bits |= bit,
                 Ok(false) => {}
                 Err(err) => {
@@ -150,15 +160,15 @@ impl Cep {
             }),
         };
         let before = self.matches.len();
-        state
-            .matcher
-            .feed(ts, b.bits, Arc::new(b.value), &mut self.matches);
-        self.after(&b.key, before);
+        state.matcher.feed(ts, b.bits, b.event, &mut self.matches);
+        self.after(&b.key, before, b.replay);
     }
 
-    /// Labels new matches with their key, schedules the key's timer, and
-    /// forgets a key without partial matches.
-    fn after(&mut self, key: &Key, before: usize) {
+    /// Labels new matches with their key (and as replayed when a replayed
+    /// record completed them: they went out before the checkpoint it is
+    /// replayed from), schedules the key's timer, and forgets a key without
+    /// partial matches.
+    fn after(&mut self, key: &Key, before: usize, replay: bool) {
         let Some(state) = self.states.get_mut(key) else {
             return;
         };
@@ -172,8 +182,11 @@ impl Cep {
             }
             Some(_) => {}
         }
-        self.pending_out
-            .extend(self.matches.drain(before..).map(|m| (key.clone(), m)));
+        self.pending_out.extend(
+            self.matches
+                .drain(before..)
+                .map(|m| (key.clone(), replay, m)),
+        );
     }
 
     /// Feeds every buffered record before `wm` and fires the timers due by
@@ -212,12 +225,12 @@ impl Cep {
         state.timer = i64::MAX;
         let before = self.matches.len();
         state.matcher.advance(d, &mut self.matches);
-        self.after(&key, before);
+        self.after(&key, before, false);
     }
 
     /// Turns matches into output records (event time = the match's end).
     fn drain(&mut self, emit: &mut Emit) {
-        for (key, m) in self.pending_out.drain(..) {
+        for (key, replay, m) in self.pending_out.drain(..) {
             let mut events: Map<String, Value> = Map::new();
             let used: Vec<u16> = m.events.iter().map(|t| t.step).collect();
             let alt = self
@@ -236,7 +249,7 @@ impl Cep {
             for t in &m.events {
                 let name = &self.def.steps[usize::from(t.step)].name;
                 if let Some(Value::Array(list)) = events.get_mut(name) {
-                    list.push(Value::clone(&t.payload));
+                    list.push(t.payload.value.clone());
                 }
             }
             let mut key_obj = Map::new();
@@ -255,6 +268,7 @@ impl Cep {
                     partition: 0,
                     offset: Position::DERIVED,
                 },
+                replay,
                 ..Record::new(Value::Object(out), m.end)
             });
         }
@@ -274,16 +288,16 @@ impl Step for Cep {
                 emit.dropped += 1;
                 continue;
             }
-            let Some(key) = eval_key(self.keys.iter().map(|(_, k)| k), &rec.value) else {
-                emit.dead
-                    .push(key_error(self.keys.iter().map(|(_, k)| k), &self.name, rec));
-                continue;
-            };
             let bits = self.bits(&rec.value);
             if bits == 0 && !every {
                 // Meets no condition: under relaxed or any contiguity it cannot change a match.
                 continue;
             }
+            let Some(key) = eval_key(self.keys.iter().map(|(_, k)| k), &rec.value) else {
+                emit.dead
+                    .push(key_error(self.keys.iter().map(|(_, k)| k), &self.name, rec));
+                continue;
+            };
             let seq = self.seq;
             self.seq += 1;
             self.buffer.insert(
@@ -291,7 +305,11 @@ impl Step for Cep {
                 Buffered {
                     key,
                     bits,
-                    value: rec.value,
+                    event: Arc::new(Held {
+                        value: rec.value,
+                        offset: rec.position.offset,
+                    }),
+                    replay: rec.replay,
                 },
             );
         }
@@ -322,6 +340,18 @@ impl Step for Cep {
                 .values()
                 .map(|s| s.matcher.size())
                 .sum::<usize>()
+    }
+
+    fn low_water(&self) -> Option<i64> {
+        let mut low = i64::MAX;
+        for b in self.buffer.values() {
+            low = low.min(b.event.offset);
+        }
+        for s in self.states.values() {
+            s.matcher.for_each_payload(|e| low = low.min(e.offset));
+        }
+        // Derived records (offset −1) hold no input position.
+        (low != i64::MAX && low >= 0).then_some(low)
     }
 }
 

@@ -187,6 +187,14 @@ impl<P: Clone> Matcher<P> {
         }
     }
 
+    /// Calls `f` on the payload of every event held in a partial match.
+    pub fn for_each_payload(&self, f: impl FnMut(&P)) {
+        match self {
+            Self::Sequence(m) => m.for_each_payload(f),
+            Self::AllOf(m) => m.for_each_payload(f),
+        }
+    }
+
     /// Partial matches held.
     pub fn size(&self) -> usize {
         match self {

@@ -70,6 +70,14 @@ impl<P: Clone> SequenceMatcher<P> {
         self.waiting.len() + self.held.len()
     }
 
+    /// Calls `f` on the payload of every event held.
+    pub fn for_each_payload(&self, mut f: impl FnMut(&P)) {
+        let runs = self.waiting.iter().map(|w| &w.run);
+        for run in runs.chain(self.held.iter().map(|h| &h.run)) {
+            run.taken.iter().for_each(|t| f(&t.payload));
+        }
+    }
+
     /// The earliest window end among partial and held matches.
     pub fn deadline(&self) -> Option<i64> {
         let w = self.def.within;

@@ -211,3 +211,25 @@ fn brute_force_login_example() {
     let ev = "f1@0 f2@1000 f3@2000 f4@3000 f5@4000 f6@5000 ok7@6000 f8@7000 ok9@8000";
     assert_eq!(run(p, ev), ["k: f1 f2 f3 f4 f5 f6 ok7"]);
 }
+
+#[test]
+fn low_water_is_the_oldest_offset_held_and_replayed_matches_are_marked() {
+    let mut c = cep(&format!(
+        "{{keyBy: [event.key], pattern: {{{AB}, within: 100ms}}, emit: {{name: p}}}}"
+    ));
+    let mut emit = Emit::default();
+    let mut recs = records("a1@1 x2@2 b3@3");
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.position.offset = 10 + i64::try_from(i).unwrap();
+        r.replay = i == 2;
+    }
+    c.process(recs, &mut emit).unwrap();
+    assert_eq!(c.low_water(), Some(10), "buffered records count");
+    c.on_watermark(3, &mut emit);
+    assert_eq!(c.low_water(), Some(10), "a1 is held in a partial match");
+    c.on_watermark(4, &mut emit);
+    assert_eq!(emit.out.len(), 1);
+    assert!(emit.out[0].replay, "completed by a replayed record");
+    c.on_watermark(200, &mut emit);
+    assert_eq!(c.low_water(), None, "nothing held once the window closed");
+}
