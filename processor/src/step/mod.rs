@@ -153,7 +153,12 @@ pub fn build(spec: &StreamPipelineSpec) -> Result<Vec<Box<dyn Step>>, StepError>
                     }
                 })?,
             ),
-            Some(StepKind::Cep(c)) => boxed(cep::Cep::new(name, c, &env), path("cep"))?,
+            Some(StepKind::Cep(c)) => {
+                let processing_time = spec.source.event_time.is_none();
+                let step =
+                    cep::Cep::new(name, c, &env).map(|c| c.in_processing_time(processing_time));
+                boxed(step, path("cep"))?
+            }
             Some(StepKind::Anomaly(a)) => {
                 boxed(anomaly::Anomaly::new(name, a, &env), path("anomaly"))?
             }

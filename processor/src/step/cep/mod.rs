@@ -84,6 +84,7 @@ pub struct Cep {
     pending_out: Vec<(Key, bool, Match<Arc<Held>>)>,
     source: Arc<str>,
     cond_errors: u64,
+    processing_time: bool,
 }
 
 impl Cep {
@@ -127,7 +128,17 @@ impl Cep {
             matches: Vec::new(),
             pending_out: Vec::new(),
             cond_errors: 0,
+            processing_time: false,
         })
+    }
+
+    /// In processing time (no `eventTime`) a record stamped before the
+    /// watermark only waited in a queue: it is matched as arriving at the
+    /// watermark instead of being dropped as late.
+    #[must_use]
+    pub fn in_processing_time(mut self, yes: bool) -> Self {
+        self.processing_time = yes;
+        self
     }
 
     /// The condition bits of a record. A condition that cannot be evaluated
@@ -282,7 +293,10 @@ impl Step for Cep {
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         let every = Matcher::<Arc<Value>>::needs_every_event(&self.def);
-        for rec in input {
+        for mut rec in input {
+            if rec.event_time < self.wm && self.processing_time {
+                rec.event_time = self.wm;
+            }
             if rec.event_time < self.wm {
                 // Behind the watermark: the events around it were matched already.
                 emit.dropped += 1;

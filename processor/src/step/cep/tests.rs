@@ -233,3 +233,16 @@ fn low_water_is_the_oldest_offset_held_and_replayed_matches_are_marked() {
     c.on_watermark(200, &mut emit);
     assert_eq!(c.low_water(), None, "nothing held once the window closed");
 }
+
+#[test]
+fn in_processing_time_a_queued_record_is_not_late() {
+    let spec = format!("{{pattern: {{{AB}, within: 100ms}}, emit: {{name: p}}}}");
+    let mut c = cep(&spec).in_processing_time(true);
+    let mut emit = Emit::default();
+    c.on_watermark(10, &mut emit);
+    c.process(records("a1@5 b2@6"), &mut emit).unwrap();
+    c.on_watermark(11, &mut emit);
+    assert_eq!(emit.dropped, 0);
+    assert_eq!(emit.out.len(), 1);
+    assert_eq!(emit.out[0].value["start"], 10);
+}
