@@ -246,3 +246,22 @@ fn in_processing_time_a_queued_record_is_not_late() {
     assert_eq!(emit.out.len(), 1);
     assert_eq!(emit.out[0].value["start"], 10);
 }
+
+#[test]
+fn flinks_documented_example_a_plus_b() {
+    // Flink CEP docs, "Conditions on Contiguity": `a+ b` on `a1 c a2 b`.
+    let p = |c: &str| {
+        format!(
+            "{{sequence: [{{name: a, when: \"event.t == 'a'\", times: {{min: 1}}}}, {{name: b, when: \"event.t == 'b'\"}}], within: 1s, contiguity: {c}}}"
+        )
+    };
+    assert_eq!(run(&p("strict"), "a1@1 c2@2 a3@3 b4@4"), ["k: a3 b4"]);
+    assert_eq!(
+        run(&p("relaxed"), "a1@1 c2@2 a3@3 b4@4"),
+        ["k: a1 a3 b4", "k: a1 b4", "k: a3 b4"]
+    );
+    assert_eq!(
+        run(&p("any"), "a1@1 c2@2 a3@3 b4@4"),
+        ["k: a1 a3 b4", "k: a1 b4", "k: a3 b4"]
+    );
+}
