@@ -424,7 +424,8 @@ pub enum FormatType {
     /// One JSON value per record.
     #[default]
     Json,
-    /// Apache Avro. Not supported yet.
+    /// Apache Avro: binary datums of the inline `schema`, or Confluent's wire
+    /// format (magic byte, schema id) with `schemaRegistry`.
     Avro,
     /// The raw line or payload as `{"text": ...}`.
     Text,
@@ -437,10 +438,10 @@ pub struct FormatSpec {
     /// `json`, `avro` or `text`.
     #[serde(default, rename = "type")]
     pub kind: FormatType,
-    /// Avro: a Confluent-compatible schema registry.
+    /// Avro: a Confluent-compatible schema registry (`http://`); payloads are then in Confluent's wire format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<SchemaRegistry>,
-    /// Avro: the writer schema (`.avsc` JSON).
+    /// Avro: the writer schema (`.avsc` JSON) of payloads that are plain binary datums.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
 }

@@ -118,7 +118,20 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
         ),
     }
     if src.format.kind == FormatType::Avro {
-        errs.push("spec.source.format.type", not_supported("the avro format"));
+        if src.format.schema.is_none() && src.format.schema_registry.is_none() {
+            errs.push(
+                "spec.source.format",
+                "avro needs schema (an inline .avsc) or schemaRegistry.url",
+            );
+        }
+        if let Some(r) = &src.format.schema_registry
+            && !r.url.starts_with("http://")
+        {
+            errs.push(
+                "spec.source.format.schemaRegistry.url",
+                "only http:// registries are supported",
+            );
+        }
     }
     if let Some(et) = &src.event_time {
         expr::check_into(&et.field, "spec.source.eventTime.field", &["event"], errs);

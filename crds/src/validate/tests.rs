@@ -253,3 +253,27 @@ fn a_kafka_sink_without_a_kafka_source_needs_brokers() {
     let errs = errors("deadLetter: {kafka: {topic: dlq, brokers: 'k:9092'}}\n");
     assert!(errs.is_empty(), "{errs:#?}");
 }
+
+#[test]
+fn avro_needs_a_schema_or_an_http_registry() {
+    let with = |format: &str| {
+        let yaml = format!(
+            "source: {{kafka: {{brokers: 'k:9092', topics: [t]}}, format: {format}}}\nsinks: [{{name: o, stdout: {{}}}}]\n"
+        );
+        let spec = load_pipeline(&yaml).expect("parses").spec;
+        validate(&spec).map_or_else(|e| e.iter().map(ToString::to_string).collect(), |()| vec![])
+    };
+    let errs = with("{type: avro}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("spec.source.format:")),
+        "{errs:#?}"
+    );
+    let errs = with("{type: avro, schemaRegistry: {url: 'https://r'}}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.source.format.schemaRegistry.url")),
+        "{errs:#?}"
+    );
+    let errs = with(r#"{type: avro, schema: '{"type": "long"}'}"#);
+    assert!(errs.is_empty(), "{errs:#?}");
+}

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use tributary_crds::{FormatType, SourceSpec, TimeFormat};
 
+use super::SourceError;
 use crate::expr::{Expr, ExprError};
 use crate::record::{Position, Record};
 use crate::sink::DeadLetter;
@@ -29,6 +30,8 @@ pub enum EventTimeError {
 pub struct Decoder {
     format: FormatType,
     event_time: Option<(Expr, TimeFormat)>,
+    #[cfg(feature = "avro")]
+    avro: Option<std::sync::Arc<super::avro::AvroDecoder>>,
 }
 
 /// Milliseconds since the epoch, now.
@@ -43,17 +46,48 @@ impl Decoder {
     /// A decoder for `spec`'s format and event time.
     ///
     /// # Errors
-    /// When the event-time expression does not compile.
-    pub fn new(spec: &SourceSpec) -> Result<Self, ExprError> {
+    /// When the event-time expression does not compile or the Avro schema
+    /// does not parse.
+    pub fn new(spec: &SourceSpec) -> Result<Self, SourceError> {
         let env = crate::expr::env();
         let event_time = match &spec.event_time {
             Some(et) => Some((Expr::compile(&et.field, &env)?, et.format)),
             None => None,
         };
+        #[cfg(feature = "avro")]
+        let avro = if spec.format.kind == FormatType::Avro {
+            Some(std::sync::Arc::new(
+                super::avro::AvroDecoder::new(&spec.format).map_err(SourceError::Format)?,
+            ))
+        } else {
+            None
+        };
+        #[cfg(not(feature = "avro"))]
+        if spec.format.kind == FormatType::Avro {
+            return Err(SourceError::Format(
+                "spec.source.format.type: avro needs the avro feature".into(),
+            ));
+        }
         Ok(Self {
             format: spec.format.kind,
             event_time,
+            #[cfg(feature = "avro")]
+            avro,
         })
+    }
+
+    /// Decodes an Avro payload (the schema checked at start).
+    #[cfg(feature = "avro")]
+    fn avro(&self, payload: &[u8]) -> Result<Value, String> {
+        match &self.avro {
+            Some(a) => a.decode(payload),
+            None => Err("no Avro schema".into()),
+        }
+    }
+
+    #[cfg(not(feature = "avro"))]
+    fn avro(&self, _: &[u8]) -> Result<Value, String> {
+        Err("built without Avro".into())
     }
 
     /// Whether event time comes from records (else processing time).
@@ -85,7 +119,21 @@ impl Decoder {
             FormatType::Text => {
                 serde_json::json!({"text": String::from_utf8_lossy(payload)})
             }
-            FormatType::Json | FormatType::Avro => match serde_json::from_slice::<Value>(payload) {
+            FormatType::Avro => match self.avro(payload) {
+                Ok(v) => v,
+                Err(e) => {
+                    let raw: String = String::from_utf8_lossy(payload)
+                        .chars()
+                        .take(1024)
+                        .collect();
+                    let rec = Record {
+                        position,
+                        ..Record::new(serde_json::json!({"raw": raw}), 0)
+                    };
+                    return Err(Box::new(DeadLetter::new("decode", e, rec)));
+                }
+            },
+            FormatType::Json => match serde_json::from_slice::<Value>(payload) {
                 Ok(v) => v,
                 Err(e) => {
                     let raw = String::from_utf8_lossy(payload).into_owned();

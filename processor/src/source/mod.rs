@@ -1,6 +1,8 @@
 //! Sources: each runs on its own thread, decodes records once, stamps
 //! their event time and hands batches to the engine through the [`Queue`].
 
+#[cfg(feature = "avro")]
+mod avro;
 mod decode;
 mod generator;
 mod lines;
@@ -36,6 +38,9 @@ pub enum SourceError {
     /// An expression of the source (event time) is invalid.
     #[error("spec.source.eventTime.field: {0}")]
     Expr(#[from] crate::expr::ExprError),
+    /// The payload format cannot be set up (an Avro schema that does not parse).
+    #[error("{0}")]
+    Format(String),
     /// The kind has no runtime yet (validation refuses it first).
     #[error("spec.source.{0}: not supported yet")]
     Unsupported(&'static str),

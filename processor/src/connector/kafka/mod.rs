@@ -129,7 +129,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     let limit = max_bytes();
     let mut opener = SinkOpener::new(&spec, &p.base, txn.clone(), limit);
     let outputs = p.open_outputs_with(&mut |s, name| opener.open(s, name))?;
-    let decoder = Decoder::new(&spec.source).map_err(crate::source::SourceError::from)?;
+    let decoder = Decoder::new(&spec.source)?;
     let engine = Engine::new(Parts {
         spec: spec.clone(),
         decoder,

@@ -1,0 +1,249 @@
+//! Avro payloads: binary datums with an inline writer schema, or
+//! Confluent's wire format (magic byte 0, a big-endian 4-byte schema id,
+//! the datum) with the schema fetched once per id from a schema registry.
+//!
+//! Values become JSON as `apache_avro` maps them: records and maps are
+//! objects, unions their branch's value, enums their symbol, bytes and
+//! fixed arrays of numbers, logical times their numbers.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use serde_json::Value;
+use tributary_crds::FormatSpec;
+
+/// How long a registry request may take.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Decodes Avro payloads.
+pub struct AvroDecoder {
+    inline: Option<Arc<Schema>>,
+    registry: Option<String>,
+    by_id: Mutex<HashMap<u32, Arc<Schema>>>,
+}
+
+impl AvroDecoder {
+    /// A decoder for `format` (`schema` and/or `schemaRegistry.url`).
+    ///
+    /// # Errors
+    /// A message naming the field when the inline schema does not parse or
+    /// neither is given.
+    pub fn new(format: &FormatSpec) -> Result<Self, String> {
+        let inline = format
+            .schema
+            .as_deref()
+            .map(|s| Schema::parse_str(s).map(Arc::new))
+            .transpose()
+            .map_err(|e| format!("spec.source.format.schema: not an Avro schema: {e}"))?;
+        let registry = format
+            .schema_registry
+            .as_ref()
+            .map(|r| r.url.trim_end_matches('/').to_owned());
+        if inline.is_none() && registry.is_none() {
+            return Err(
+                "spec.source.format: avro needs schema (inline) or schemaRegistry.url".into(),
+            );
+        }
+        Ok(Self {
+            inline,
+            registry,
+            by_id: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Decodes one payload into JSON.
+    ///
+    /// # Errors
+    /// Why the payload is not a datum of the schema (the caller makes it a
+    /// dead letter): a missing magic byte, an unknown schema id, bad bytes.
+    pub fn decode(&self, payload: &[u8]) -> Result<Value, String> {
+        let (schema, mut datum) = if self.registry.is_some() {
+            let [0, a, b, c, d, rest @ ..] = payload else {
+                return Err("not Confluent wire format (magic byte 0 and a schema id)".into());
+            };
+            (self.schema(u32::from_be_bytes([*a, *b, *c, *d]))?, rest)
+        } else {
+            let schema = self.inline.clone().ok_or("no Avro schema")?;
+            (schema, payload)
+        };
+        let value = apache_avro::from_avro_datum(&schema, &mut datum, None)
+            .map_err(|e| format!("invalid Avro: {e}"))?;
+        if !datum.is_empty() {
+            return Err(format!(
+                "invalid Avro: {} bytes left after the datum",
+                datum.len()
+            ));
+        }
+        Value::try_from(value).map_err(|e| format!("Avro value has no JSON form: {e}"))
+    }
+
+    /// The writer schema of `id`, from the cache or the registry.
+    fn schema(&self, id: u32) -> Result<Arc<Schema>, String> {
+        if let Some(s) = self.by_id.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(s);
+        }
+        let url = self.registry.as_deref().ok_or("no schema registry")?;
+        let body = http_get(&format!("{url}/schemas/ids/{id}"))
+            .map_err(|e| format!("schema id {id}: {e}"))?;
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("schema id {id}: registry answered non-JSON: {e}"))?;
+        let text = doc["schema"]
+            .as_str()
+            .ok_or_else(|| format!("schema id {id}: registry answered without a schema"))?;
+        let schema = Arc::new(
+            Schema::parse_str(text).map_err(|e| format!("schema id {id} does not parse: {e}"))?,
+        );
+        if let Ok(mut m) = self.by_id.lock() {
+            m.insert(id, schema.clone());
+        }
+        Ok(schema)
+    }
+}
+
+/// A plain-HTTP GET returning the body of a 200 answer.
+fn http_get(url: &str) -> Result<Vec<u8>, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// registries are supported"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let io = |e: std::io::Error| format!("{url}: {e}");
+    let mut stream = TcpStream::connect(&addr).map_err(io)?;
+    stream
+        .set_read_timeout(Some(REGISTRY_TIMEOUT))
+        .map_err(io)?;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(io)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("{url}: malformed HTTP answer"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!(
+            "{url}: HTTP {status}: {}",
+            String::from_utf8_lossy(body)
+        ));
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return dechunk(body).ok_or_else(|| format!("{url}: malformed chunked body"));
+    }
+    Ok(body.to_vec())
+}
+
+/// Joins the chunks of a chunked HTTP body.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::types::Value as Avro;
+    use serde_json::json;
+
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type": "record", "name": "Click", "fields": [
+        {"name": "userId", "type": "string"},
+        {"name": "ts", "type": "long"},
+        {"name": "amount", "type": ["null", "double"]},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "BUY"]}}
+    ]}"#;
+
+    fn datum() -> Vec<u8> {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let v = Avro::Record(vec![
+            ("userId".into(), Avro::String("u1".into())),
+            ("ts".into(), Avro::Long(1_700_000_000_000)),
+            ("amount".into(), Avro::Union(1, Box::new(Avro::Double(2.5)))),
+            ("kind".into(), Avro::Enum(1, "BUY".into())),
+        ]);
+        apache_avro::to_avro_datum(&schema, v).unwrap()
+    }
+
+    fn inline() -> AvroDecoder {
+        let f: FormatSpec =
+            serde_json::from_value(json!({"type": "avro", "schema": SCHEMA})).unwrap();
+        AvroDecoder::new(&f).unwrap()
+    }
+
+    #[test]
+    fn an_inline_schema_decodes_datums_to_json() {
+        assert_eq!(
+            inline().decode(&datum()).unwrap(),
+            json!({"userId": "u1", "ts": 1_700_000_000_000_i64, "amount": 2.5, "kind": "BUY"})
+        );
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        let d = inline();
+        assert!(d.decode(b"").is_err());
+        assert!(d.decode(b"\xff\xff\xff\xff\xff\xff").is_err());
+        let mut extra = datum();
+        extra.push(0);
+        assert!(d.decode(&extra).unwrap_err().contains("left after"));
+    }
+
+    #[test]
+    fn a_bad_schema_or_none_is_refused_naming_the_field() {
+        let f: FormatSpec =
+            serde_json::from_value(json!({"type": "avro", "schema": "{\"type\": \"nope\"}"}))
+                .unwrap();
+        let err = AvroDecoder::new(&f).err().unwrap();
+        assert!(err.starts_with("spec.source.format.schema"), "{err}");
+        let f: FormatSpec = serde_json::from_value(json!({"type": "avro"})).unwrap();
+        assert!(AvroDecoder::new(&f).is_err());
+    }
+
+    #[test]
+    fn the_wire_format_needs_its_magic_byte() {
+        let f: FormatSpec = serde_json::from_value(
+            json!({"type": "avro", "schemaRegistry": {"url": "http://127.0.0.1:9"}}),
+        )
+        .unwrap();
+        let d = AvroDecoder::new(&f).unwrap();
+        assert!(d.decode(&datum()).unwrap_err().contains("magic byte"));
+        // An unreachable registry is an error for this record only.
+        assert!(
+            d.decode(&[0, 0, 0, 0, 7, 2])
+                .unwrap_err()
+                .contains("schema id 7")
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").as_deref(),
+            Some(&b"abcde"[..])
+        );
+        assert_eq!(dechunk(b"zz\r\n"), None);
+    }
+}
