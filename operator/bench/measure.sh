@@ -17,6 +17,14 @@ export PATH="$TRIBUTARY_TESTBED_BIN:$PATH"
 bin=$root/target/release/tributary-operator
 [ -x "$bin" ] || bin=$root/target/debug/tributary-operator
 [ -x "$bin" ] || { echo "build the operator first: cargo build --release -p tributary-operator" >&2; exit 1; }
+need=$((latency + pipelines))
+capacity=$(kubectl get nodes -o 'jsonpath={range .items[*]}{.status.allocatable.pods}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
+used=$(kubectl get pods -A --no-headers --field-selector=status.phase!=Succeeded,status.phase!=Failed | wc -l)
+if [ $((capacity - used)) -lt "$need" ]; then
+  echo "the test bed's nodes have room for $((capacity - used)) more pods, $need needed;" \
+    "delete leftover test namespaces first" >&2
+  exit 1
+fi
 ns=measure-$$
 work=$(mktemp -d)
 kubectl apply --server-side --force-conflicts -f "$root/crds/generated/streampipeline.yaml" >/dev/null
