@@ -60,18 +60,33 @@ fn replicas(d: &Deployment) -> Option<i32> {
     d.spec.replicas
 }
 
-/// What an apply did, as Events.
+/// One Event to publish about the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// `Created`, `Rolled`, `Scaled` or `RepairedDrift`.
+    pub reason: &'static str,
+    /// What happened, for `kubectl describe`.
+    pub note: String,
+}
+
+fn normal(reason: &'static str, note: String) -> Decision {
+    Decision {
+        type_: EventType::Normal,
+        reason,
+        note,
+    }
+}
+
+/// What an apply did, as Events: a pure function of the children before
+/// and after the apply and of what was desired.
 ///
 /// `spec_changed` says the pipeline's generation moved since the last
 /// status: only then does a different config hash mean `Rolled` and a
 /// different replica count `Scaled`; any other change is drift.
-pub async fn after_apply(
-    ctx: &Context,
-    sp: &StreamPipeline,
-    applied: &AppliedChildren,
-    desired: &Children,
-    spec_changed: bool,
-) {
+#[must_use]
+pub fn decide(applied: &AppliedChildren, desired: &Children, spec_changed: bool) -> Vec<Decision> {
     let missing: Vec<&str> = [
         ("ConfigMap", applied.configmap.before.is_none()),
         ("Deployment", applied.deployment.before.is_none()),
@@ -83,9 +98,9 @@ pub async fn after_apply(
     .collect();
     if missing.len() == 4 {
         let note = "created ConfigMap, Deployment, Service and PodDisruptionBudget".to_owned();
-        publish(ctx, sp, EventType::Normal, "Created", note).await;
-        return;
+        return vec![normal("Created", note)];
     }
+    let mut out = Vec::new();
     let mut rolled = false;
     let mut scaled = false;
     if let Some(before) = &applied.deployment.before {
@@ -97,7 +112,7 @@ pub async fn after_apply(
                 short(old),
                 short(new)
             );
-            publish(ctx, sp, EventType::Normal, "Rolled", note).await;
+            out.push(normal("Rolled", note));
         }
         let (old, new) = (replicas(before), replicas(&desired.deployment));
         if spec_changed && old != new {
@@ -107,11 +122,11 @@ pub async fn after_apply(
                 old.unwrap_or(1),
                 new.unwrap_or(1)
             );
-            publish(ctx, sp, EventType::Normal, "Scaled", note).await;
+            out.push(normal("Scaled", note));
         }
     }
     let mut drifted: Vec<String> = missing.iter().map(|k| format!("{k} (missing)")).collect();
-    let changed = [
+    let edited = [
         (
             "ConfigMap",
             applied.configmap.before.is_some()
@@ -135,17 +150,36 @@ pub async fn after_apply(
         ),
     ];
     drifted.extend(
-        changed
+        edited
             .iter()
-            .filter(|(_, c)| *c)
+            .filter(|(_, e)| *e)
             .map(|(k, _)| format!("{k} (edited)")),
     );
     if !drifted.is_empty() {
-        let note = format!("restored {}", drifted.join(", "));
-        publish(ctx, sp, EventType::Normal, "RepairedDrift", note).await;
+        out.push(normal(
+            "RepairedDrift",
+            format!("restored {}", drifted.join(", ")),
+        ));
+    }
+    out
+}
+
+/// Publishes what [`decide`] says about an apply.
+pub async fn after_apply(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    applied: &AppliedChildren,
+    desired: &Children,
+    spec_changed: bool,
+) {
+    for d in decide(applied, desired, spec_changed) {
+        publish(ctx, sp, d.type_, d.reason, d.note).await;
     }
 }
 
 fn short(hash: Option<&str>) -> &str {
     hash.map_or("none", |h| h.get(..12).unwrap_or(h))
 }
+
+#[cfg(test)]
+mod tests;
