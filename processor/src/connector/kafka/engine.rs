@@ -2,22 +2,20 @@
 //! transaction, or a producer flush then an offset commit), restores on
 //! assignment and rewinds after a failed checkpoint.
 //!
-//! It lives in the consumer's context behind a mutex, so the rebalance
-//! callback — which librdkafka runs inside `poll`, on the engine thread —
-//! can checkpoint and drop revoked tasks before their partitions move.
+//! It lives in the consumer's context (`context`) behind a mutex, so the
+//! rebalance callback — which librdkafka runs inside `poll`, on the engine
+//! thread — can checkpoint and drop revoked tasks before their partitions move.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::Producer;
-use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tributary_crds::{StartFrom, StreamPipelineSpec};
 
 use crate::RunError;
@@ -30,6 +28,7 @@ use crate::step;
 
 use super::KafkaError;
 use super::checkpoint::Restore;
+use super::context::KafkaConsumer;
 use super::metrics::KafkaMetrics;
 use super::sink::SharedProducer;
 use super::task::Task;
@@ -40,28 +39,6 @@ const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between attempts while the brokers are unreachable.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-
-/// The consumer's context: the engine, and the partitions' last stable
-/// offsets from librdkafka's statistics (for the lag gauge).
-pub struct Ctx {
-    /// The engine; locked by the poll loop between polls and by callbacks.
-    pub engine: Mutex<Engine>,
-    stable: Mutex<HashMap<(String, i32), i64>>,
-}
-
-impl Ctx {
-    /// A context around `engine`.
-    #[must_use]
-    pub fn new(engine: Engine) -> Self {
-        Self {
-            engine: Mutex::new(engine),
-            stable: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// The consumer type of the engine.
-pub type KafkaConsumer = BaseConsumer<Ctx>;
 
 /// Everything the engine thread owns.
 pub struct Engine {
@@ -133,6 +110,18 @@ impl Engine {
             failed: None,
             closing: false,
             stop: p.stop,
+        }
+    }
+
+    /// Counts a rebalance callback.
+    pub(super) fn note_rebalance(&self) {
+        self.kafka.rebalances.inc();
+    }
+
+    /// Keeps the first error a callback raised, for the poll loop.
+    pub(super) fn fail(&mut self, e: RunError) {
+        if self.failed.is_none() {
+            self.failed = Some(e);
         }
     }
 
@@ -484,7 +473,7 @@ impl Engine {
     }
 
     /// New partitions: restore plans, tasks, and the offsets to read from.
-    fn assign(
+    pub(super) fn assign(
         &mut self,
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
@@ -501,7 +490,7 @@ impl Engine {
 
     /// Partitions leave: checkpoint (unless they were lost, or closing),
     /// then drop their tasks.
-    fn revoke(
+    pub(super) fn revoke(
         &mut self,
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
@@ -562,71 +551,6 @@ impl Engine {
     }
 }
 
-fn kafka_err(e: RdError) -> RunError {
+pub(super) fn kafka_err(e: RdError) -> RunError {
     RunError::Connector(Box::new(KafkaError::Client(e)))
-}
-
-impl ClientContext for Ctx {
-    fn stats(&self, statistics: Statistics) {
-        let Ok(mut stable) = self.stable.lock() else {
-            return;
-        };
-        for (name, topic) in statistics.topics {
-            for (&p, part) in &topic.partitions {
-                if p >= 0 {
-                    stable.insert((name.clone(), p), part.ls_offset);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for Ctx {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let Ok(mut engine) = self.engine.lock() else {
-            return;
-        };
-        engine.kafka.rebalances.inc();
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
-                engine.assign(consumer, tpl).and_then(|with_offsets| {
-                    if cooperative {
-                        consumer.incremental_assign(&with_offsets)
-                    } else {
-                        consumer.assign(&with_offsets)
-                    }
-                    .map_err(kafka_err)
-                })
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
-                let r = engine.revoke(consumer, tpl);
-                let un = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                r.and(un.map_err(kafka_err))
-            }
-            other => {
-                tracing::warn!(error = ?other, "rebalance error");
-                Ok(())
-            }
-        };
-        if let Err(e) = result
-            && engine.failed.is_none()
-        {
-            engine.failed = Some(e);
-        }
-    }
 }

@@ -5,7 +5,8 @@
 //! - `config`: librdkafka settings (group, instance, timeouts, auth, env overrides).
 //! - `checkpoint`: what a checkpoint commits per partition and how a task restores.
 //! - `task`: one assigned partition: its steps, watermark and position.
-//! - `engine`: tasks, checkpoints, rebalances (the consumer context).
+//! - `engine`: tasks, checkpoints, restores and rewinds.
+//! - `context`: the consumer context: rebalance callbacks, statistics.
 //! - `sink`: the Kafka sink and dead-letter sink.
 //! - `metrics`: lag, rebalances, checkpoint duration, aborts.
 //!
@@ -29,6 +30,7 @@
 
 mod checkpoint;
 mod config;
+mod context;
 mod engine;
 mod metrics;
 mod outputs;
@@ -51,7 +53,8 @@ pub use checkpoint::{Meta, Restore};
 pub use outputs::SinkOpener;
 pub use sink::{DEFAULT_MAX_RECORD_BYTES, KafkaSink};
 
-use engine::{Ctx, Engine, KafkaConsumer, Parts};
+use context::{Ctx, KafkaConsumer};
+use engine::{Engine, Parts};
 use metrics::KafkaMetrics;
 use sink::ProducerHandle;
 
