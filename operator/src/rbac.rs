@@ -1,6 +1,7 @@
 //! The API permissions the operator uses, and nothing more. The Helm
-//! chart's ClusterRole and leader-election Role grant exactly these; a test
-//! parses the chart's templates and compares them with these lists.
+//! chart's ClusterRole and leader-election Role, and the same objects in the
+//! kustomize base (`deploy/base/operator.yaml`), grant exactly these; tests
+//! parse both and compare them with these lists.
 //!
 //! Where each verb comes from:
 //! - `streampipelines` `list`, `watch`: the controller's watch (and the

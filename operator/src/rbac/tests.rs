@@ -1,8 +1,10 @@
-//! The chart grants exactly [`CLUSTER_RULES`] and [`LEADER_ELECTION_RULES`].
+//! The chart and the kustomize base grant exactly [`CLUSTER_RULES`] and
+//! [`LEADER_ELECTION_RULES`].
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::*;
@@ -85,4 +87,23 @@ fn the_pipeline_itself_is_only_read_and_patched() {
     assert!(all.iter().all(
         |(_, r, v)| r != "streampipelines" || ["list", "watch", "patch"].contains(&v.as_str())
     ));
+}
+
+#[test]
+fn the_kustomize_base_grants_the_same_as_the_chart() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/operator.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let role = |kind: &str| {
+        let doc = docs
+            .iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {}", path.display()));
+        grants(doc)
+    };
+    assert_eq!(role("ClusterRole"), expand(CLUSTER_RULES));
+    assert_eq!(role("Role"), expand(LEADER_ELECTION_RULES));
 }
