@@ -204,6 +204,48 @@ mod tests {
     }
 
     #[test]
+    fn auth_reads_secrets_from_env_references_and_sets_the_protocol() {
+        let home = std::env::var("HOME").expect("HOME is set");
+        let env = |v: &str| SecretValue {
+            env: Some(v.into()),
+            secret_key_ref: None,
+        };
+        let auth = KafkaAuth {
+            sasl: Some(tributary_crds::SaslAuth {
+                mechanism: "SCRAM-SHA-512".into(),
+                username: env("HOME"),
+                password: env("HOME"),
+            }),
+            tls: Some(tributary_crds::TlsAuth {
+                ca: Some(env("HOME")),
+                ..Default::default()
+            }),
+        };
+        let mut c = ClientConfig::new();
+        apply_auth(&mut c, Some(&auth)).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.password"), Some(home.as_str()));
+        assert_eq!(c.get("ssl.ca.pem"), Some(home.as_str()));
+
+        let missing = KafkaAuth {
+            sasl: Some(tributary_crds::SaslAuth {
+                mechanism: "PLAIN".into(),
+                username: env("TRIBUTARY_TEST_SURELY_UNSET_VARIABLE"),
+                password: SecretValue::default(),
+            }),
+            tls: None,
+        };
+        let err = apply_auth(&mut ClientConfig::new(), Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("spec.source.kafka.auth.sasl.username"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_transaction_timeout_is_twice_the_interval_at_least_ten_seconds() {
         assert_eq!(
             transaction_timeout(Duration::from_secs(1)),

@@ -30,6 +30,8 @@ pub struct Task {
     /// Whether the steps have seen the restored watermark.
     primed: bool,
     pending: Vec<Record>,
+    /// When the oldest pending record was read (the latency histogram).
+    pending_since: Option<std::time::Instant>,
 }
 
 impl Task {
@@ -57,6 +59,7 @@ impl Task {
             wm: restore.wm,
             primed: restore.wm == i64::MIN,
             pending: Vec::new(),
+            pending_since: None,
         }
     }
 
@@ -89,6 +92,9 @@ impl Task {
         rec.replay = offset < self.replay_until;
         self.max_ts = self.max_ts.max(rec.event_time);
         let replay = rec.replay;
+        if self.pending.is_empty() {
+            self.pending_since = Some(std::time::Instant::now());
+        }
         self.pending.push(rec);
         Some(replay)
     }
@@ -129,6 +135,9 @@ impl Task {
         if !self.pending.is_empty() {
             let batch = std::mem::take(&mut self.pending);
             chain::push(&mut self.steps, 0, batch, out, m)?;
+        }
+        if let Some(since) = self.pending_since.take() {
+            m.latency.record(since.elapsed());
         }
         let wm = if self.max_ts == i64::MIN {
             i64::MIN
