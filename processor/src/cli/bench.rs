@@ -91,5 +91,14 @@ pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
         "generator -> cep by userId (view -> add_to_cart -> purchase within 1m) -> blackhole sink"
     );
     workload("cep sequence (3 steps, 1m)", events, keys, CEP_SEQUENCE)?;
+    println!(
+        "generator -> anomaly by userId (rolling z-score of latencyMs over 100 values) -> blackhole sink"
+    );
+    workload(
+        "anomaly zscore (window 100)",
+        events,
+        keys,
+        "anomaly: {method: zscore, of: event.latencyMs, threshold: 4, window: 100, keyBy: [event.userId]}",
+    )?;
     Ok(ExitCode::SUCCESS)
 }
