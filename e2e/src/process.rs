@@ -45,6 +45,14 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// Replicas exited on their own (crashed, or refused the pipeline).
+    #[error("replicas exited on their own: {crashes:?}\n{logs}")]
+    Crashed {
+        /// Slot names and exit statuses.
+        crashes: Vec<(String, ExitStatus)>,
+        /// The tails of the fleet's logs.
+        logs: String,
+    },
     /// A replica did not exit in time after SIGTERM (it was then killed).
     #[error("{source}\n{logs}")]
     Stuck {
@@ -216,6 +224,23 @@ impl Fleet {
         (0..self.slots.len())
             .filter(|i| self.slots[*i].child.is_some())
             .collect()
+    }
+
+    /// Fails when any replica has exited on its own so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crashed`] with the log tails.
+    pub fn check_alive(&mut self) -> Result<()> {
+        self.reap();
+        if self.crashes.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Crashed {
+                crashes: self.crashes.clone(),
+                logs: self.log_tails(20),
+            })
+        }
     }
 
     /// Records replicas that exited on their own.

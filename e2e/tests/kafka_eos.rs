@@ -22,7 +22,7 @@ use tributary_e2e::kafka::set_proxy;
 use tributary_e2e::kafka::workload::Workload;
 
 /// Events per chaos run, produced over [`PRODUCE_SECONDS`].
-const EVENTS: u64 = 120_000;
+const EVENTS: u64 = 200_000;
 const PRODUCE_SECONDS: f64 = 30.0;
 const KILL_EVERY: Duration = Duration::from_secs(4);
 const REPLICAS: usize = 3;
@@ -97,19 +97,8 @@ async fn a_20s_network_cut_heals_by_itself_and_stays_exactly_once() -> Result<()
     let rate = s.workload.events as f64 / PRODUCE_SECONDS;
     let cut = async {
         // Cut once the pipeline is well under way (a third committed).
-        let third = i64::try_from(s.workload.events / 3)?;
-        let deadline = tributary_e2e::poll::Deadline::new(
-            "a third of the input committed",
-            Duration::from_secs(90),
-        );
-        loop {
-            let done = s.progress(&group)?;
-            if done >= third {
-                break;
-            }
-            deadline.check(done)?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        s.wait_progress(&group, s.workload.events / 3, &mut fleet)
+            .await?;
         set_proxy(&s.bed, false).await?;
         eprintln!(
             "network: proxy disabled for {CUT:?} at {} committed",

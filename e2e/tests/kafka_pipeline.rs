@@ -13,27 +13,6 @@ use tributary_e2e::kafka::output::Check;
 use tributary_e2e::kafka::pipeline::PipelineSpec;
 use tributary_e2e::kafka::producer;
 use tributary_e2e::kafka::workload::{Landed, Workload, send};
-use tributary_e2e::poll::Deadline;
-use tributary_e2e::process::Fleet;
-
-/// Waits until `group` has committed at least `records` input records.
-async fn wait_progress(s: &Scenario, group: &str, records: u64, fleet: &mut Fleet) -> Result<()> {
-    let want = i64::try_from(records)?;
-    let deadline = Deadline::new(
-        &format!("{group} to commit {want} records"),
-        Duration::from_secs(90),
-    );
-    loop {
-        let done = s.progress(group)?;
-        if done >= want {
-            return Ok(());
-        }
-        if let Err(e) = deadline.check(done) {
-            anyhow::bail!("{e}\n{}", fleet.log_tails(15));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_moves_with_partitions_when_replicas_go_2_3_1() -> Result<()> {
@@ -62,13 +41,13 @@ async fn state_moves_with_partitions_when_replicas_go_2_3_1() -> Result<()> {
 
     let group = s.spec.group();
     let scale = async {
-        wait_progress(&s, &group, events / 3, &mut fleet).await?;
+        s.wait_progress(&group, events / 3, &mut fleet).await?;
         fleet.add()?;
         eprintln!(
             "rebalance: 2 → 3 replicas at {} committed",
             s.progress(&group)?
         );
-        wait_progress(&s, &group, 2 * events / 3, &mut fleet).await?;
+        s.wait_progress(&group, 2 * events / 3, &mut fleet).await?;
         let mut failed = fleet.stop_many(&[0], Duration::from_secs(30)).await?;
         failed.extend(fleet.stop_many(&[1], Duration::from_secs(30)).await?);
         ensure!(failed.is_empty(), "scaling down: {failed:?}");

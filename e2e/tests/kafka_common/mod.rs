@@ -106,6 +106,26 @@ impl Scenario {
             .sum())
     }
 
+    /// Waits until `group` has committed at least `records` input records.
+    pub async fn wait_progress(&self, group: &str, records: u64, fleet: &mut Fleet) -> Result<()> {
+        let want = i64::try_from(records)?;
+        let deadline = Deadline::new(
+            &format!("{group} to commit {want} records"),
+            Duration::from_secs(90),
+        );
+        loop {
+            fleet.check_alive()?;
+            let done = self.progress(group)?;
+            if done >= want {
+                return Ok(());
+            }
+            if let Err(e) = deadline.check(done) {
+                anyhow::bail!("{e}\n{}", fleet.log_tails(15));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until `group` has committed every input record (flush events
     /// included: every window has fired and its result is committed).
     pub async fn wait_consumed(
@@ -116,6 +136,7 @@ impl Scenario {
     ) -> Result<()> {
         let deadline = Deadline::new(&format!("{group} to consume {}", self.spec.input), within);
         loop {
+            fleet.check_alive()?;
             let left = lag(&self.bootstrap, group, &self.spec.input)?;
             let running = fleet.running().len();
             if left == 0 {
