@@ -207,6 +207,18 @@ impl Harness {
     }
 }
 
+impl Drop for Harness {
+    /// Deletes the test's pipeline namespace (without waiting), so a test bed
+    /// kept up across runs does not fill its nodes with old processor pods.
+    fn drop(&mut self) {
+        let _ = pipeline::kubectl(
+            &self.bed,
+            &["delete", "namespace", &self.namespace, "--wait=false"],
+            None,
+        );
+    }
+}
+
 /// Creates a namespace `prefix-<n>` labelled to enforce the `restricted`
 /// Pod Security Standard: a processor pod that breaks it is never created,
 /// so its Deployment never becomes available.

@@ -213,8 +213,9 @@ impl Decision {
 /// Samples older than this do not count for rates.
 const RATE_WINDOW_MS: i64 = 120_000;
 
-/// After an action, samples this much later measure the new replica set.
-const SETTLE_MS: i64 = 30_000;
+/// After an action, samples this much later measure the new replica set
+/// (a consumer-group rebalance takes a few seconds).
+const SETTLE_MS: i64 = 10_000;
 
 /// Decides the replica count from what was observed; updates `memory`.
 #[must_use]
@@ -257,6 +258,8 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
             let demand = input + lag as f64 / policy.catch_up_s;
             replicas_for(demand, c * policy.target_utilization, seen.partitions)
         }
+        // Idle: nothing behind, nothing coming; the fewest will do.
+        _ if lag == 0 && input_rate.is_some_and(|r| r == 0.0) => policy.min,
         // Cold start: lag per replica, and never below what runs (no rate
         // says fewer would do).
         _ => (((lag + policy.target_lag_per_replica - 1) / policy.target_lag_per_replica) as i32)

@@ -17,7 +17,7 @@ use serde_json::json;
 use tributary_crds::StreamPipeline;
 
 use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
-use super::signal::KafkaTarget;
+use super::signal::{KafkaTarget, SignalError};
 use crate::conditions;
 use crate::reconcile::Context;
 
@@ -126,35 +126,21 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
     let policy = Policy::from(spec);
     let now = k8s_openapi::jiff::Timestamp::now();
     let now_ms = now.as_millisecond();
-    let target = match KafkaTarget::of(sp) {
-        Ok(t) => t,
-        Err(e) => {
-            report(
-                ctx,
-                sp,
-                None,
-                None,
-                condition(false, "SignalUnavailable", e.to_string()),
-            )
-            .await;
-            return;
-        }
+    let read = async {
+        let target = KafkaTarget::of(sp)?;
+        tokio::task::spawn_blocking(move || target.read(now_ms))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SignalError::Unsupported(format!(
+                    "the lag reader failed: {e}"
+                )))
+            })
     };
-    let reading = match tokio::task::spawn_blocking(move || target.read(now_ms)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            report(
-                ctx,
-                sp,
-                None,
-                None,
-                condition(false, "SignalUnavailable", e.to_string()),
-            )
-            .await;
-            return;
-        }
+    let reading = match read.await {
+        Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "autoscaler: the lag reader panicked");
+            let c = condition(false, "SignalUnavailable", e.to_string());
+            report(ctx, sp, None, None, c).await;
             return;
         }
     };
@@ -261,7 +247,14 @@ async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32)
         type_: EventType::Normal,
         reason: "Autoscaled".to_owned(),
         note: Some(d.message(current)),
-        action: "Scale".to_owned(),
+        // kube's recorder folds events of one reason and action into a
+        // series (count + last time); one series per direction.
+        action: if d.desired > current {
+            "ScaleUp"
+        } else {
+            "ScaleDown"
+        }
+        .to_owned(),
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&ev, &sp.object_ref(&())).await {
