@@ -102,7 +102,7 @@ async fn a_20s_network_cut_heals_by_itself_and_stays_exactly_once() -> Result<()
         set_proxy(&s.bed, false).await?;
         eprintln!(
             "network: proxy disabled for {CUT:?} at {} committed",
-            s.progress(&group)?
+            s.progress(&group).unwrap_or(-1)
         );
         tokio::time::sleep(CUT).await;
         anyhow::Ok(())

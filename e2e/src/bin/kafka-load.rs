@@ -171,18 +171,42 @@ async fn produce(
 /// User + system CPU seconds of process `pid`.
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    Ok(ticks_in(&stat)? as f64 / clock_ticks())
+}
+
+/// CPU seconds per thread of `pid`, busiest first (`name`, seconds): shows
+/// whether one thread (the engine) or librdkafka's threads are the limit.
+fn thread_cpu(pid: u32) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: u32 = task?.file_name().to_string_lossy().parse()?;
+        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
+        out.push((
+            name.trim().to_owned(),
+            ticks_in(&stat)? as f64 / clock_ticks(),
+        ));
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(out)
+}
+
+/// utime + stime (clock ticks) of a `stat` line.
+fn ticks_in(stat: &str) -> Result<u64> {
     let after = stat.rsplit_once(')').context("stat format")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `after` starts at field 3.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    let hz = std::process::Command::new("getconf")
+    // Fields 14 and 15 of proc_pid_stat(5); `after` starts at field 3.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
         .arg("CLK_TCK")
-        .output()?;
-    let hz: f64 = String::from_utf8_lossy(&hz.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0);
-    Ok(ticks as f64 / hz)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 struct Throughput {
@@ -217,7 +241,14 @@ async fn throughput(
     let mut last = (started, 0);
     let mut cpu = 0.0;
     loop {
-        let done: i64 = kafka::committed(bootstrap, &name, input)?.iter().sum();
+        // A slow broker answer is not the end of the run: poll again.
+        let done: i64 = match kafka::committed(bootstrap, &name, input) {
+            Ok(c) => c.iter().sum(),
+            Err(e) => {
+                eprintln!("{guarantee}: polling the group: {e}");
+                last.1
+            }
+        };
         let now = Instant::now();
         if done > last.1 {
             // The first commit ends the startup (process start, group
@@ -239,6 +270,16 @@ async fn throughput(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let threads = thread_cpu(pid)?;
+    eprintln!(
+        "{guarantee}: busiest threads (CPU s): {}",
+        threads
+            .iter()
+            .take(5)
+            .map(|(n, s)| format!("{n} {s:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     fleet.stop_all(Duration::from_secs(30)).await?;
     let (t0, n0) = first.unwrap_or((started, 0));
     let wall = last.0.duration_since(started).as_secs_f64();

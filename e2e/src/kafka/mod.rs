@@ -157,7 +157,10 @@ fn observer(bootstrap: &str, group: &str) -> Result<BaseConsumer> {
 ///
 /// When the topic does not exist or the broker does not answer.
 pub fn partitions(bootstrap: &str, topic: &str) -> Result<i32> {
-    let c = observer(bootstrap, "tributary-e2e-observer")?;
+    partition_count(&observer(bootstrap, "tributary-e2e-observer")?, topic)
+}
+
+fn partition_count(c: &BaseConsumer, topic: &str) -> Result<i32> {
     let md = c.fetch_metadata(Some(topic), TIMEOUT)?;
     let n = md
         .topics()
@@ -177,10 +180,7 @@ pub fn partitions(bootstrap: &str, topic: &str) -> Result<i32> {
 ///
 /// When the broker does not answer.
 pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>> {
-    let c = observer(bootstrap, "tributary-e2e-observer")?;
-    (0..partitions(bootstrap, topic)?)
-        .map(|p| Ok(c.fetch_watermarks(topic, p, TIMEOUT)?.1))
-        .collect()
+    Ok(positions(bootstrap, "tributary-e2e-observer", topic)?.0)
 }
 
 /// The offsets `group` committed on every partition of `topic`, by
@@ -190,19 +190,7 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>> {
 ///
 /// When the broker does not answer.
 pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Result<Vec<i64>> {
-    let n = partitions(bootstrap, topic)?;
-    let c = observer(bootstrap, group)?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..n {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, TIMEOUT)?;
-    Ok((0..n)
-        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
-        })
-        .collect())
+    Ok(positions(bootstrap, group, topic)?.1)
 }
 
 /// `group`'s total lag on `topic`: records written but not yet committed.
@@ -211,9 +199,30 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Result<Vec<i64>> 
 ///
 /// When the broker does not answer.
 pub fn lag(bootstrap: &str, group: &str, topic: &str) -> Result<i64> {
-    let high = high_watermarks(bootstrap, topic)?;
-    let done = committed(bootstrap, group, topic)?;
+    let (high, done) = positions(bootstrap, group, topic)?;
     Ok(high.iter().zip(&done).map(|(h, c)| (h - c).max(0)).sum())
+}
+
+/// High watermarks and `group`'s committed offsets of every partition of
+/// `topic`, with one client and one metadata request (tests poll this).
+fn positions(bootstrap: &str, group: &str, topic: &str) -> Result<(Vec<i64>, Vec<i64>)> {
+    let c = observer(bootstrap, group)?;
+    let n = partition_count(&c, topic)?;
+    let high = (0..n)
+        .map(|p| Ok(c.fetch_watermarks(topic, p, TIMEOUT)?.1))
+        .collect::<Result<Vec<_>>>()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..n {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, TIMEOUT)?;
+    let done = (0..n)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        })
+        .collect();
+    Ok((high, done))
 }
 
 /// Enables or disables the test bed's toxiproxy proxy in front of Kafka

@@ -109,21 +109,11 @@ impl Scenario {
     /// Waits until `group` has committed at least `records` input records.
     pub async fn wait_progress(&self, group: &str, records: u64, fleet: &mut Fleet) -> Result<()> {
         let want = i64::try_from(records)?;
-        let deadline = Deadline::new(
-            &format!("{group} to commit {want} records"),
-            Duration::from_secs(90),
-        );
-        loop {
-            fleet.check_alive()?;
-            let done = self.progress(group)?;
-            if done >= want {
-                return Ok(());
-            }
-            if let Err(e) = deadline.check(done) {
-                anyhow::bail!("{e}\n{}", fleet.log_tails(15));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = format!("{group} to commit {want} records");
+        self.wait_group(&what, fleet, Duration::from_secs(90), || {
+            Ok(self.progress(group)? >= want)
+        })
+        .await
     }
 
     /// Waits until `group` has committed every input record (flush events
@@ -134,15 +124,33 @@ impl Scenario {
         fleet: &mut Fleet,
         within: Duration,
     ) -> Result<()> {
-        let deadline = Deadline::new(&format!("{group} to consume {}", self.spec.input), within);
+        let what = format!("{group} to consume {}", self.spec.input);
+        self.wait_group(&what, fleet, within, || {
+            Ok(lag(&self.bootstrap, group, &self.spec.input)? == 0)
+        })
+        .await
+    }
+
+    /// Polls `done` until it holds; fails at once when a replica exits on
+    /// its own. A broker call that fails (a slow answer under load) is
+    /// "not yet", reported if the deadline passes.
+    async fn wait_group(
+        &self,
+        what: &str,
+        fleet: &mut Fleet,
+        within: Duration,
+        done: impl Fn() -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Deadline::new(what, within);
         loop {
             fleet.check_alive()?;
-            let left = lag(&self.bootstrap, group, &self.spec.input)?;
+            let last = match done() {
+                Ok(true) => return Ok(()),
+                Ok(false) => "not yet".to_owned(),
+                Err(e) => format!("{e:#}"),
+            };
             let running = fleet.running().len();
-            if left == 0 {
-                return Ok(());
-            }
-            if let Err(e) = deadline.check(format!("lag {left}, {running} replicas running")) {
+            if let Err(e) = deadline.check(format!("{last}; {running} replicas running")) {
                 anyhow::bail!("{e}\n{}", fleet.log_tails(15));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
