@@ -154,6 +154,10 @@ pub struct CloudWatchMetric {
     /// `Average`, `Maximum`, `Sum`, …
     #[serde(default = "default_statistic")]
     pub statistic: String,
+    /// Aggregation period of the datapoints read (Kinesis stream metrics
+    /// are per minute; high-resolution custom metrics may use `1s`).
+    #[serde(default = "sixty")]
+    pub period: Duration,
 }
 
 fn default_statistic() -> String {

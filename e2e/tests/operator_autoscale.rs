@@ -236,3 +236,95 @@ async fn capped_at_the_partition_count_and_a_restart_does_not_act() -> Result<()
     second.terminate(Duration::from_secs(10));
     Ok(())
 }
+
+/// The CloudWatch path against moto: a synthetic Kinesis
+/// `GetRecords.IteratorAgeMilliseconds` series drives the decision — up
+/// while the iterator age is high (lag per replica in the metric's unit),
+/// back to one once it is zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloudwatch_iterator_age_series_drives_the_replicas() -> Result<()> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let h = Harness::start("op-cw").await?;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(h.bed.var("AWS_ENDPOINT_URL")?)
+        .region(aws_config::Region::new(h.bed.var("AWS_REGION")?.to_owned()))
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            h.bed.var("AWS_ACCESS_KEY_ID")?,
+            h.bed.var("AWS_SECRET_ACCESS_KEY")?,
+            None,
+            None,
+            "testbed",
+        ))
+        .load()
+        .await;
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let stream = unique("clicks");
+    let put = |age: f64| {
+        let cw = cw.clone();
+        let stream = stream.clone();
+        async move {
+            cw.put_metric_data()
+                .namespace("AWS/Kinesis")
+                .metric_data(
+                    MetricDatum::builder()
+                        .metric_name("GetRecords.IteratorAgeMilliseconds")
+                        .dimensions(
+                            Dimension::builder()
+                                .name("StreamName")
+                                .value(&stream)
+                                .build(),
+                        )
+                        .timestamp(std::time::SystemTime::now().into())
+                        .value(age)
+                        .build(),
+                )
+                .send()
+                .await
+        }
+    };
+    put(45_000.0).await?;
+    h.apply(&format!(
+        "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: kinesis-age}}
+spec:
+  source: {{generator: {{profile: clickstream, rate: 10}}}}
+  sinks: [{{name: out, blackhole: {{}}}}]
+  replicas: 1
+  autoscaling:
+    enabled: true
+    maxReplicas: 8
+    metric:
+      cloudWatch:
+        namespace: AWS/Kinesis
+        metricName: GetRecords.IteratorAgeMilliseconds
+        dimensions: {{StreamName: {stream}}}
+        statistic: Maximum
+        period: 1s
+    targetLagPerReplica: 10000
+    pollInterval: 1s
+    scaleUp: {{maxStep: 4}}
+    scaleDown: {{stabilizationWindow: 5s, maxStep: 8}}
+    cooldown: 0s
+"
+    ))?;
+    // 45 s of iterator age over 10 s per replica: 5 replicas (1 + maxStep 4).
+    h.until("the iterator age to scale the pipeline to 5", || async {
+        anyhow::Ok((replicas(&h, "kinesis-age").await? == 5).then_some(()))
+    })
+    .await?;
+    let sp = h.pipelines().get("kinesis-age").await?;
+    let lag = sp
+        .data
+        .pointer("/status/lag/records")
+        .and_then(Value::as_i64);
+    ensure!(lag == Some(45_000), "status.lag.records = {lag:?}");
+    // The stream caught up: the age drops to zero and the replicas follow.
+    put(0.0).await?;
+    h.until(
+        "a zero iterator age to scale the pipeline back to 1",
+        || async { anyhow::Ok((replicas(&h, "kinesis-age").await? == 1).then_some(())) },
+    )
+    .await?;
+    Ok(())
+}

@@ -277,16 +277,21 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 "must not exceed maxReplicas",
             );
         }
-        if a.enabled && a.metric.cloud_watch.is_some() {
-            errs.push(
-                "spec.autoscaling.metric.cloudWatch",
-                not_supported("autoscaling from a CloudWatch metric"),
-            );
+        if let Some(cw) = a.metric.cloud_watch.as_ref() {
+            if cw.namespace.trim().is_empty() || cw.metric_name.trim().is_empty() {
+                errs.push(
+                    "spec.autoscaling.metric.cloudWatch",
+                    "namespace and metricName are required",
+                );
+            }
+            if cw.period.0.as_secs() == 0 {
+                errs.push("spec.autoscaling.metric.cloudWatch.period", "must be at least 1s");
+            }
         } else if a.enabled && spec.source.kafka.is_none() {
-            // The lag signal is Kafka consumer lag; other sources have none yet.
+            // Without a CloudWatch metric the signal is Kafka consumer lag.
             errs.push(
                 "spec.autoscaling.enabled",
-                not_supported("autoscaling of a source other than kafka"),
+                not_supported("autoscaling from consumer lag of a source other than kafka (use metric.cloudWatch)"),
             );
         }
     }

@@ -68,10 +68,10 @@ pub fn helm(bed: &TestBed, args: &[&str]) -> Result<tools::Output> {
 /// Installs the chart as a new release `prefix-<n>` in a namespace of the
 /// same name, and writes a kubeconfig for its ServiceAccount.
 ///
-/// The first install of a test process lets Helm create the CRD when it is
-/// missing and then applies the chart's CRD server-side (Helm never updates
-/// an existing CRD, and the test bed may hold one from an older run); later
-/// installs pass `--skip-crds`.
+/// The first install of a test process applies the chart's CRD server-side
+/// with `--force-conflicts` (Helm never updates an existing CRD, Helm 4's
+/// own apply conflicts with kubectl's field manager, and the test bed may
+/// hold one from an older run); every install passes `--skip-crds`.
 ///
 /// # Errors
 ///
@@ -84,22 +84,20 @@ pub fn install(bed: &TestBed, prefix: &str) -> Result<Release> {
     let chart_arg = chart.display().to_string();
     {
         let mut crd_ready = CRD_READY.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut args = vec![
+        if !*crd_ready {
+            apply_crds(bed, &chart.join("crds"))?;
+            *crd_ready = true;
+        }
+        let args = [
             "install",
             &name,
             &chart_arg,
             "--namespace",
             &name,
             "--create-namespace",
+            "--skip-crds",
         ];
-        if *crd_ready {
-            args.push("--skip-crds");
-        }
         helm(bed, &args)?;
-        if !*crd_ready {
-            apply_crds(bed, &chart.join("crds"))?;
-            *crd_ready = true;
-        }
     }
     let selector = format!("app.kubernetes.io/instance={name}");
     let accounts = items(bed, &name, "serviceaccounts", &selector)?;

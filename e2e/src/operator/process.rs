@@ -77,6 +77,24 @@ impl Options {
     }
 }
 
+/// The test bed's AWS settings (moto's endpoint, region, dummy
+/// credentials), for the autoscaler's CloudWatch signal.
+fn aws_env() -> Vec<(String, String)> {
+    let Ok(bed) = crate::env::TestBed::load() else {
+        return Vec::new();
+    };
+    [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ]
+    .into_iter()
+    .filter_map(|k| Some((k.to_owned(), bed.var(k).ok()?.to_owned())))
+    .collect()
+}
+
 /// A running operator.
 #[derive(Debug)]
 pub struct Operator {
@@ -118,6 +136,7 @@ impl Operator {
             .arg(metrics.to_string())
             .args(&opts.extra_args)
             .env("KUBECONFIG", &release.kubeconfig)
+            .envs(aws_env())
             .env(
                 "RUST_LOG",
                 std::env::var("OPERATOR_RUST_LOG")

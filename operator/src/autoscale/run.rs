@@ -16,6 +16,7 @@ use prometheus::{IntGaugeVec, Opts};
 use serde_json::json;
 use tributary_crds::StreamPipeline;
 
+use super::cloudwatch::CloudWatchTarget;
 use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
 use super::signal::{KafkaTarget, SignalError};
 use crate::conditions;
@@ -113,6 +114,58 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     }
 }
 
+/// What one poll read: the sample, and the partition (shard) count when
+/// the signal knows it.
+struct Reading {
+    sample: Sample,
+    partitions: Option<i32>,
+}
+
+/// Reads the pipeline's signal: the CloudWatch metric when set, else the
+/// Kafka consumer lag.
+async fn read_signal(
+    sp: &StreamPipeline,
+    spec: &tributary_crds::AutoscalingSpec,
+    now_ms: i64,
+) -> Result<Reading, SignalError> {
+    if let Some(metric) = spec.metric.cloud_watch.as_ref() {
+        let client = cloudwatch_client().await;
+        let sample = CloudWatchTarget::new(metric).read(client, now_ms).await?;
+        return Ok(Reading {
+            sample,
+            partitions: None,
+        });
+    }
+    let target = KafkaTarget::of(sp)?;
+    let r = tokio::task::spawn_blocking(move || target.read(now_ms))
+        .await
+        .unwrap_or_else(|e| {
+            Err(SignalError::Unsupported(format!(
+                "the lag reader failed: {e}"
+            )))
+        })?;
+    Ok(Reading {
+        sample: r.sample,
+        partitions: Some(r.partitions),
+    })
+}
+
+/// One client for the process, from the SDK's default chain (environment,
+/// web identity / IRSA, instance profile); `AWS_ENDPOINT_URL` points it at
+/// an emulator.
+async fn cloudwatch_client() -> &'static aws_sdk_cloudwatch::Client {
+    static CLIENT: tokio::sync::OnceCell<aws_sdk_cloudwatch::Client> =
+        tokio::sync::OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            aws_sdk_cloudwatch::Client::new(&config)
+        })
+        .await
+}
+
 fn key(sp: &StreamPipeline) -> String {
     format!("{}/{}", sp.namespace().unwrap_or_default(), sp.name_any())
 }
@@ -126,17 +179,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
     let policy = Policy::from(spec);
     let now = k8s_openapi::jiff::Timestamp::now();
     let now_ms = now.as_millisecond();
-    let read = async {
-        let target = KafkaTarget::of(sp)?;
-        tokio::task::spawn_blocking(move || target.read(now_ms))
-            .await
-            .unwrap_or_else(|e| {
-                Err(SignalError::Unsupported(format!(
-                    "the lag reader failed: {e}"
-                )))
-            })
-    };
-    let reading = match read.await {
+    let reading = match read_signal(sp, spec, now_ms).await {
         Ok(r) => r,
         Err(e) => {
             let c = condition(false, "SignalUnavailable", e.to_string());
@@ -174,7 +217,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
         current,
         ready: status.ready_replicas.unwrap_or(0),
         rolling_out: progressing,
-        partitions: Some(reading.partitions),
+        partitions: reading.partitions,
         last_scale_ms,
     };
     let d = decide(&policy, &seen, &mut t.memory);

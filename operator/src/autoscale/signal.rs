@@ -21,6 +21,14 @@ pub enum SignalError {
     /// The pipeline has no signal the autoscaler can read.
     #[error("{0}")]
     Unsupported(String),
+    /// `GetMetricData` failed.
+    #[error("reading CloudWatch metric {metric}: {message}")]
+    CloudWatch {
+        /// `namespace/metricName`.
+        metric: String,
+        /// The SDK's error with its context.
+        message: String,
+    },
     /// A broker request failed.
     #[error("reading Kafka offsets of group {group} from {brokers}: {source}")]
     Kafka {
