@@ -103,6 +103,13 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                         errs.push(format!("spec.source.kafka.topics[{i}]"), "must not be empty");
                     }
                 }
+                if k.auth.is_some() {
+                    // The bundled librdkafka is built without OpenSSL/SASL.
+                    errs.push(
+                        "spec.source.kafka.auth",
+                        not_supported("Kafka SASL/TLS (librdkafka is built without OpenSSL)"),
+                    );
+                }
             }
             other => errs.push(
                 format!("spec.source.{}", other.field()),
@@ -285,7 +292,10 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 );
             }
             if cw.period.0.as_secs() == 0 {
-                errs.push("spec.autoscaling.metric.cloudWatch.period", "must be at least 1s");
+                errs.push(
+                    "spec.autoscaling.metric.cloudWatch.period",
+                    "must be at least 1s",
+                );
             }
         } else if a.enabled && spec.source.kafka.is_none() {
             // Without a CloudWatch metric the signal is Kafka consumer lag.

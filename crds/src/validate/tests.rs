@@ -277,3 +277,22 @@ fn avro_needs_a_schema_or_an_http_registry() {
     let errs = with(r#"{type: avro, schema: '{"type": "long"}'}"#);
     assert!(errs.is_empty(), "{errs:#?}");
 }
+
+#[test]
+fn kafka_auth_is_refused_until_librdkafka_has_tls() {
+    let spec = load_pipeline(
+        "source: {kafka: {brokers: 'k:9092', topics: [t], group: g, auth: {sasl: {mechanism: PLAIN, username: {env: U}, password: {env: P}}}}}\nsinks: [{name: o, stdout: {}}]\n",
+    )
+    .unwrap()
+    .spec;
+    let errs: Vec<String> = validate(&spec)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.source.kafka.auth") && e.contains("not supported yet")),
+        "{errs:#?}"
+    );
+}
