@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use tributary_e2e::env::TestBed;
 use tributary_e2e::fixture::{testbed as bed, unique};
+use tributary_e2e::operator::chart;
 use tributary_e2e::poll::Deadline;
 use tributary_e2e::tools::{self, Output};
 
@@ -26,25 +27,13 @@ fn kubectl(bed: &TestBed, args: &[&str]) -> Result<Output> {
     Ok(tools::run(&bed.bin("kubectl")?, all, None)?)
 }
 
-/// Installs the CRD (server-side, shared by every test) and waits until the
-/// apiserver serves it.
+/// Installs the generated CRD (server-side, shared by every test) and
+/// waits until the apiserver serves it.
 fn install_crd(bed: &TestBed) -> Result<()> {
-    let crd = repo().join("crds/generated/streampipeline.yaml");
-    let crd = crd.to_str().context("path")?;
-    kubectl(
+    Ok(chart::apply_crds(
         bed,
-        &["apply", "--server-side", "--force-conflicts", "-f", crd],
-    )?;
-    kubectl(
-        bed,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/streampipelines.tributary.dev",
-        ],
-    )?;
-    Ok(())
+        &repo().join("crds/generated/streampipeline.yaml"),
+    )?)
 }
 
 /// Every example in `deploy/examples/` (local and cluster ones).
@@ -102,6 +91,12 @@ fn the_apiserver_accepts_the_crd_and_every_bundled_pipeline() -> Result<()> {
         )
         .with_context(|| format!("the apiserver refused {file}"))?;
     }
+    // The schema's descriptions are the types' doc comments.
+    let explain = kubectl(&bed, &["explain", "streampipeline.spec.source"])?.stdout;
+    ensure!(
+        explain.contains("Consume Kafka topics in a consumer group"),
+        "kubectl explain streampipeline.spec.source lacks the doc comments:\n{explain}"
+    );
     kubectl(&bed, &["delete", "namespace", &ns, "--wait=false"])?;
     Ok(())
 }
