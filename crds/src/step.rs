@@ -211,6 +211,47 @@ pub struct TableSource {
     /// A Kafka topic; brokers default to the source's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<TableKafka>,
+    /// A JSON-lines file, one row per line (`enrich` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<TableFile>,
+}
+
+/// A JSON-lines file as a lookup table: loaded before the step starts and
+/// loaded again whenever its modification time changes, so a table that is
+/// rewritten while the pipeline runs is seen by later records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableFile {
+    /// Path of the file (one JSON object per line).
+    pub path: String,
+    /// Row field holding the lookup key; default `id`.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Reload the file when it changes (checked a few times a second);
+    /// default true. False loads it once.
+    #[serde(default = "default_true")]
+    pub reload: bool,
+}
+
+fn default_key_field() -> String {
+    "id".into()
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// What `enrich` does with a record whose key has no row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnMiss {
+    /// Pass the record on without the `as` field.
+    #[default]
+    Pass,
+    /// Drop it (counted as dropped).
+    Drop,
+    /// Send it to the dead-letter sink with the error `no row for key …`.
+    DeadLetter,
 }
 
 /// A Kafka topic as a table or side stream.
@@ -228,13 +269,17 @@ pub struct TableKafka {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichStep {
-    /// The table (a compacted topic, latest value per key).
+    /// The table: a compacted Kafka topic (latest value per key) or a
+    /// JSON-lines file; kept current while the pipeline runs.
     pub table: TableSource,
-    /// CEL expression for the lookup key.
+    /// CEL expression for the lookup key (compared with the row key as a string).
     pub key: String,
-    /// Field that receives the row.
+    /// Field that receives the row (a JSON object).
     #[serde(rename = "as")]
     pub as_field: String,
+    /// What happens when no row has the key: `pass` (default), `drop` or `deadLetter`.
+    #[serde(default)]
+    pub on_miss: OnMiss,
 }
 
 /// `anomaly`: flag outliers per key (see `docs/anomaly.md`).

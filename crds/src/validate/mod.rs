@@ -6,6 +6,7 @@
 //! (`spec.steps[1].window.size`), and all errors are returned at once.
 
 mod cep;
+mod enrich;
 mod expr;
 mod steps;
 

@@ -85,7 +85,8 @@ pub(super) fn validate_steps(
             StepKind::Window(w) => validate_window(w, &path, spec, sinks, errs),
             StepKind::Cep(c) => super::cep::validate_cep(c, &path, errs),
             StepKind::Anomaly(a) => super::cep::validate_anomaly(a, &path, errs),
-            StepKind::Enrich(_) | StepKind::Join(_) => {
+            StepKind::Enrich(e) => super::enrich::validate_enrich(e, &path, spec, errs),
+            StepKind::Join(_) => {
                 errs.push(&path, not_supported(&format!("the {} step", kind.field())));
             }
         }

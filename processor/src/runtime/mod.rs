@@ -183,7 +183,7 @@ impl Pipeline {
             bp.on_overflow,
             bp.sample_rate.unwrap_or(1.0),
         ));
-        let mut steps = step::build(&self.spec)?;
+        let mut steps = step::build_at(&self.spec, &self.base)?;
         self.metrics
             .init_steps(steps.iter().map(|s| s.name().to_owned()));
         let mut outputs = self.open_outputs()?;

@@ -5,6 +5,7 @@
 mod anomaly;
 pub mod cep;
 mod dedupe;
+pub mod enrich;
 mod filter;
 mod map;
 mod validate;
@@ -41,6 +42,14 @@ pub enum StepError {
         /// The step.
         step: String,
         /// Which rule and record.
+        message: String,
+    },
+    /// A lookup table could not be loaded.
+    #[error("{path}: {message}")]
+    Table {
+        /// Field path of the table.
+        path: String,
+        /// Why.
         message: String,
     },
     /// The step kind has no runtime yet (validation refuses it first).
@@ -109,6 +118,18 @@ pub trait Step: Send {
 /// # Errors
 /// [`StepError`] naming the field of an expression that does not compile.
 pub fn build(spec: &StreamPipelineSpec) -> Result<Vec<Box<dyn Step>>, StepError> {
+    build_at(spec, std::path::Path::new("."))
+}
+
+/// [`build`], resolving relative file paths (enrich tables) against `base`,
+/// the pipeline file's folder.
+///
+/// # Errors
+/// As [`build`], and [`StepError::Table`] when a table does not load.
+pub fn build_at(
+    spec: &StreamPipelineSpec,
+    base: &std::path::Path,
+) -> Result<Vec<Box<dyn Step>>, StepError> {
     let env = crate::expr::env();
     let mut steps: Vec<Box<dyn Step>> = Vec::with_capacity(spec.steps.len());
     for (i, s) in spec.steps.iter().enumerate() {
@@ -161,6 +182,9 @@ pub fn build(spec: &StreamPipelineSpec) -> Result<Vec<Box<dyn Step>>, StepError>
             }
             Some(StepKind::Anomaly(a)) => {
                 boxed(anomaly::Anomaly::new(name, a, &env), path("anomaly"))?
+            }
+            Some(StepKind::Enrich(e)) => {
+                Box::new(enrich::Enrich::new(name, e, &env, base, &path("enrich"))?)
             }
             Some(other) => return Err(StepError::Unsupported(path(other.field()))),
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),

@@ -1,0 +1,82 @@
+//! Checks of the `enrich` step.
+
+use super::expr::check_into;
+use super::{Errors, not_supported};
+use crate::{EnrichStep, OnMiss, StreamPipelineSpec};
+
+pub(super) fn validate_enrich(
+    e: &EnrichStep,
+    path: &str,
+    spec: &StreamPipelineSpec,
+    errs: &mut Errors,
+) {
+    check_into(&e.key, &format!("{path}.key"), &["event"], errs);
+    if e.as_field.trim().is_empty() || e.as_field.contains(char::is_whitespace) {
+        errs.push(
+            format!("{path}.as"),
+            "required: the field that receives the row (no spaces)",
+        );
+    }
+    if e.on_miss == OnMiss::DeadLetter && spec.dead_letter.is_none() {
+        errs.push(
+            format!("{path}.onMiss"),
+            "deadLetter needs spec.deadLetter to name a sink; add one or choose pass or drop",
+        );
+    }
+    let table = format!("{path}.table");
+    match (&e.table.file, &e.table.kafka) {
+        (Some(f), None) => {
+            if f.path.trim().is_empty() {
+                errs.push(format!("{table}.file.path"), "required");
+            }
+            if f.key_field.trim().is_empty() {
+                errs.push(format!("{table}.file.keyField"), "must not be empty");
+            }
+        }
+        (None, Some(_)) => errs.push(
+            format!("{table}.kafka"),
+            not_supported("a Kafka table in enrich (use a file table)"),
+        ),
+        _ => errs.push(&table, "set exactly one of file or kafka"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{assert_refused, errors};
+
+    #[test]
+    fn bad_enrich_specs_are_refused() {
+        let step = |s: &str| format!("steps:\n  - enrich: {s}\n");
+        let p = "spec.steps[0].enrich";
+        let good = errors(&step(
+            "{table: {file: {path: u.jsonl}}, key: event.userId, as: user, onMiss: drop}",
+        ));
+        assert_eq!(good, Vec::<String>::new());
+        assert_refused(
+            &step("{table: {file: {path: u}}, key: 'event.', as: u}"),
+            &format!("{p}.key"),
+            "CEL",
+        );
+        assert_refused(
+            &step("{table: {file: {path: u}}, key: event.userId, as: ''}"),
+            &format!("{p}.as"),
+            "required",
+        );
+        assert_refused(
+            &step("{table: {}, key: event.userId, as: u}"),
+            &format!("{p}.table"),
+            "exactly one",
+        );
+        assert_refused(
+            &step("{table: {kafka: {topic: users}}, key: event.userId, as: u}"),
+            &format!("{p}.table.kafka"),
+            "not supported yet",
+        );
+        assert_refused(
+            &step("{table: {file: {path: u}}, key: event.userId, as: u, onMiss: deadLetter}"),
+            &format!("{p}.onMiss"),
+            "spec.deadLetter",
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The `enrich` step: a stream–table lookup. Each record's key (CEL) is
+//! looked up in a table kept current while the pipeline runs, and the row is
+//! attached under `as`. See `docs/enrich.md`.
+//!
+//! # Layout
+//! - `file`: the JSON-lines table and its reload.
+//! - this file: keys, the miss policy, output records.
+
+mod file;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tributary_crds::{EnrichStep, OnMiss};
+
+use super::{Emit, Step, StepError};
+use crate::expr::Expr;
+use crate::record::Record;
+use crate::sink::DeadLetter;
+
+pub use file::FileTable;
+
+/// The string a key value is compared as: strings as they are, numbers and
+/// booleans in their JSON text (`42`, `true`), so `userId: 42` finds the row
+/// with `id: "42"` and the other way round. Anything else is no key.
+pub(crate) fn key_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An `enrich` step over a file table.
+pub struct Enrich {
+    name: String,
+    key: Expr,
+    as_field: String,
+    on_miss: OnMiss,
+    reload: bool,
+    table: FileTable,
+}
+
+impl Enrich {
+    /// An enrich step; loads the table before returning, so the first
+    /// record already sees it. Relative table paths resolve against `base`.
+    ///
+    /// # Errors
+    /// [`StepError::Expr`] when the key does not compile, [`StepError::Table`]
+    /// when the table cannot be loaded or its kind has no runtime.
+    pub fn new(
+        name: String,
+        spec: &EnrichStep,
+        env: &Arc<cel::Env>,
+        base: &Path,
+        path: &str,
+    ) -> Result<Self, StepError> {
+        let key = Expr::compile(&spec.key, env).map_err(|source| StepError::Expr {
+            path: format!("{path}.key"),
+            source,
+        })?;
+        let Some(f) = &spec.table.file else {
+            return Err(StepError::Unsupported(format!("{path}.table.kafka")));
+        };
+        let table = FileTable::load(&base.join(&f.path), &f.key_field).map_err(|message| {
+            StepError::Table {
+                path: format!("{path}.table.file"),
+                message,
+            }
+        })?;
+        Ok(Self {
+            name,
+            key,
+            as_field: spec.as_field.clone(),
+            on_miss: spec.on_miss,
+            reload: f.reload,
+            table,
+        })
+    }
+
+    /// The row for `rec`, or the reason there is none.
+    fn lookup(&self, rec: &Record) -> Result<&Value, String> {
+        let v = match self.key.get(&rec.value) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(self.key.eval(&rec.value).map_err(|e| e.to_string())?),
+        };
+        let key =
+            key_string(&v).ok_or_else(|| format!("no row for key {v} (not a string or number)"))?;
+        self.table
+            .get(&key)
+            .ok_or_else(|| format!("no row for key {key:?}"))
+    }
+}
+
+impl Step for Enrich {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        for mut rec in input {
+            let row = match self.lookup(&rec) {
+                Ok(row) => row.clone(),
+                Err(miss) => {
+                    match self.on_miss {
+                        OnMiss::Pass => emit.out.push(rec),
+                        OnMiss::Drop => emit.dropped += 1,
+                        OnMiss::DeadLetter => {
+                            emit.dead.push(DeadLetter::new(&self.name, miss, rec));
+                        }
+                    }
+                    continue;
+                }
+            };
+            match rec.value.as_object_mut() {
+                Some(obj) => {
+                    obj.insert(self.as_field.clone(), row);
+                    emit.out.push(rec);
+                }
+                None => emit.dead.push(DeadLetter::new(
+                    &self.name,
+                    "the record is not a JSON object; enrich cannot add a field",
+                    rec,
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, _now: i64, _emit: &mut Emit) {
+        if self.reload {
+            self.table.refresh();
+        }
+    }
+
+    fn state_size(&self) -> usize {
+        self.table.rows()
+    }
+}
