@@ -51,10 +51,7 @@ pub fn repo_root() -> PathBuf {
 /// stdout and stderr are drained on their own threads, so a child that
 /// writes more than a pipe buffer never blocks on a test that is polling.
 pub fn tributary(args: &[&str], cwd: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
+    let mut child = command(args, cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,6 +84,14 @@ pub fn tributary(args: &[&str], cwd: &Path) -> Output {
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }
+}
+
+/// The built `tributary ARGS` in `cwd`, logging only warnings; the caller
+/// chooses its stdio.
+pub fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
+    cmd
 }
 
 /// Copies `deploy/examples` (pipelines and their data, not `out/`) into
