@@ -1,7 +1,7 @@
 //! Checks of the `enrich` step.
 
+use super::Errors;
 use super::expr::check_into;
-use super::{Errors, not_supported};
 use crate::{EnrichStep, OnMiss, StreamPipelineSpec};
 
 pub(super) fn validate_enrich(
@@ -33,10 +33,17 @@ pub(super) fn validate_enrich(
                 errs.push(format!("{table}.file.keyField"), "must not be empty");
             }
         }
-        (None, Some(_)) => errs.push(
-            format!("{table}.kafka"),
-            not_supported("a Kafka table in enrich (use a file table)"),
-        ),
+        (None, Some(k)) => {
+            if k.topic.trim().is_empty() {
+                errs.push(format!("{table}.kafka.topic"), "required");
+            }
+            if k.brokers.is_none() && spec.source.kafka.is_none() {
+                errs.push(
+                    format!("{table}.kafka.brokers"),
+                    "required when the source is not Kafka (they default to the source's)",
+                );
+            }
+        }
         _ => errs.push(&table, "set exactly one of file or kafka"),
     }
 }
@@ -70,9 +77,13 @@ mod tests {
         );
         assert_refused(
             &step("{table: {kafka: {topic: users}}, key: event.userId, as: u}"),
-            &format!("{p}.table.kafka"),
-            "not supported yet",
+            &format!("{p}.table.kafka.brokers"),
+            "source is not Kafka",
         );
+        let kafka = errors(&step(
+            "{table: {kafka: {topic: users, brokers: 'k:9092'}}, key: event.userId, as: u}",
+        ));
+        assert_eq!(kafka, Vec::<String>::new());
         assert_refused(
             &step("{table: {file: {path: u}}, key: event.userId, as: u, onMiss: deadLetter}"),
             &format!("{p}.onMiss"),

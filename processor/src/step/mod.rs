@@ -184,7 +184,15 @@ pub fn build_at(
                 boxed(anomaly::Anomaly::new(name, a, &env), path("anomaly"))?
             }
             Some(StepKind::Enrich(e)) => {
-                Box::new(enrich::Enrich::new(name, e, &env, base, &path("enrich"))?)
+                let brokers = spec.source.kafka.as_ref().map(|k| k.brokers.as_str());
+                Box::new(enrich::Enrich::new(
+                    name,
+                    e,
+                    &env,
+                    base,
+                    brokers,
+                    &path("enrich"),
+                )?)
             }
             Some(other) => return Err(StepError::Unsupported(path(other.field()))),
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),

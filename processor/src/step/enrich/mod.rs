@@ -4,9 +4,12 @@
 //!
 //! # Layout
 //! - `file`: the JSON-lines table and its reload.
+//! - `kafka`: the compacted-topic table and its follower thread.
 //! - this file: keys, the miss policy, output records.
 
 mod file;
+#[cfg(feature = "kafka")]
+mod kafka;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +26,33 @@ use crate::record::Record;
 use crate::sink::DeadLetter;
 
 pub use file::FileTable;
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaTable;
+
+/// Where rows come from.
+enum Table {
+    File(FileTable),
+    #[cfg(feature = "kafka")]
+    Kafka(KafkaTable),
+}
+
+impl Table {
+    fn get(&self, key: &str) -> Option<Value> {
+        match self {
+            Self::File(t) => t.get(key).cloned(),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(t) => t.get(key),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Self::File(t) => t.rows(),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(t) => t.rows(),
+        }
+    }
+}
 
 /// The string a key value is compared as: strings as they are, numbers and
 /// booleans in their JSON text (`42`, `true`), so `userId: 42` finds the row
@@ -36,55 +66,66 @@ pub(crate) fn key_string(v: &Value) -> Option<String> {
     }
 }
 
-/// An `enrich` step over a file table.
+/// An `enrich` step.
 pub struct Enrich {
     name: String,
     key: Expr,
     as_field: String,
     on_miss: OnMiss,
     reload: bool,
-    table: FileTable,
+    table: Table,
 }
 
 impl Enrich {
     /// An enrich step; loads the table before returning, so the first
-    /// record already sees it. Relative table paths resolve against `base`.
+    /// record already sees it. Relative file paths resolve against `base`;
+    /// a Kafka table without brokers uses `source_brokers`.
     ///
     /// # Errors
     /// [`StepError::Expr`] when the key does not compile, [`StepError::Table`]
-    /// when the table cannot be loaded or its kind has no runtime.
+    /// when the table cannot be loaded.
     pub fn new(
         name: String,
         spec: &EnrichStep,
         env: &Arc<cel::Env>,
         base: &Path,
+        source_brokers: Option<&str>,
         path: &str,
     ) -> Result<Self, StepError> {
         let key = Expr::compile(&spec.key, env).map_err(|source| StepError::Expr {
             path: format!("{path}.key"),
             source,
         })?;
-        let Some(f) = &spec.table.file else {
-            return Err(StepError::Unsupported(format!("{path}.table.kafka")));
+        let table_err = |kind: &str, message: String| StepError::Table {
+            path: format!("{path}.table.{kind}"),
+            message,
         };
-        let table = FileTable::load(&base.join(&f.path), &f.key_field).map_err(|message| {
-            StepError::Table {
-                path: format!("{path}.table.file"),
-                message,
-            }
-        })?;
+        let (table, reload) = match (&spec.table.file, &spec.table.kafka) {
+            (Some(f), _) => (
+                Table::File(
+                    FileTable::load(&base.join(&f.path), &f.key_field)
+                        .map_err(|m| table_err("file", m))?,
+                ),
+                f.reload,
+            ),
+            (None, Some(k)) => (
+                kafka_table(k, source_brokers).map_err(|m| table_err("kafka", m))?,
+                false,
+            ),
+            (None, None) => return Err(table_err("file", "no table kind set".into())),
+        };
         Ok(Self {
             name,
             key,
             as_field: spec.as_field.clone(),
             on_miss: spec.on_miss,
-            reload: f.reload,
+            reload,
             table,
         })
     }
 
     /// The row for `rec`, or the reason there is none.
-    fn lookup(&self, rec: &Record) -> Result<&Value, String> {
+    fn lookup(&self, rec: &Record) -> Result<Value, String> {
         let v = match self.key.get(&rec.value) {
             Some(v) => std::borrow::Cow::Borrowed(v),
             None => std::borrow::Cow::Owned(self.key.eval(&rec.value).map_err(|e| e.to_string())?),
@@ -105,7 +146,7 @@ impl Step for Enrich {
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         for mut rec in input {
             let row = match self.lookup(&rec) {
-                Ok(row) => row.clone(),
+                Ok(row) => row,
                 Err(miss) => {
                     match self.on_miss {
                         OnMiss::Pass => emit.out.push(rec),
@@ -133,12 +174,34 @@ impl Step for Enrich {
     }
 
     fn on_tick(&mut self, _now: i64, _emit: &mut Emit) {
-        if self.reload {
-            self.table.refresh();
+        if self.reload
+            && let Table::File(t) = &mut self.table
+        {
+            t.refresh();
         }
     }
 
     fn state_size(&self) -> usize {
         self.table.rows()
     }
+}
+
+/// Starts a Kafka table (the follower thread keeps it current).
+#[cfg(feature = "kafka")]
+fn kafka_table(
+    k: &tributary_crds::TableKafka,
+    source_brokers: Option<&str>,
+) -> Result<Table, String> {
+    let brokers = k
+        .brokers
+        .as_deref()
+        .or(source_brokers)
+        .ok_or("set brokers: the source is not Kafka")?;
+    KafkaTable::start(brokers, &k.topic).map(Table::Kafka)
+}
+
+/// Without the `kafka` feature there is no Kafka client.
+#[cfg(not(feature = "kafka"))]
+fn kafka_table(_: &tributary_crds::TableKafka, _: Option<&str>) -> Result<Table, String> {
+    Err("this build has no Kafka support (feature kafka)".into())
 }

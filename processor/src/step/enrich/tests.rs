@@ -13,7 +13,15 @@ fn step(rows: &str, extra: &str) -> (tempfile::TempDir, Enrich) {
         "{{table: {{file: {{path: users.jsonl}}}}, key: event.userId, as: user{extra}}}"
     ))
     .unwrap();
-    let e = Enrich::new("e".into(), &spec, &crate::expr::env(), dir.path(), "s").unwrap();
+    let e = Enrich::new(
+        "e".into(),
+        &spec,
+        &crate::expr::env(),
+        dir.path(),
+        None,
+        "s",
+    )
+    .unwrap();
     (dir, e)
 }
 
@@ -97,7 +105,7 @@ fn a_missing_or_bad_table_fails_the_build_naming_the_line() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let env = crate::expr::env();
-    let err = Enrich::new("e".into(), &spec, &env, dir.path(), "s")
+    let err = Enrich::new("e".into(), &spec, &env, dir.path(), None, "s")
         .err()
         .unwrap();
     assert!(err.to_string().contains("users.jsonl"), "{err}");
@@ -106,7 +114,7 @@ fn a_missing_or_bad_table_fails_the_build_naming_the_line() {
         "{\"uid\": 1}\n{\"id\": 2}\n",
     )
     .unwrap();
-    let err = Enrich::new("e".into(), &spec, &env, dir.path(), "s")
+    let err = Enrich::new("e".into(), &spec, &env, dir.path(), None, "s")
         .err()
         .unwrap();
     assert!(err.to_string().contains("users.jsonl:2"), "{err}");
