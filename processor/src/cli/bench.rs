@@ -66,6 +66,29 @@ fn workload(name: &str, events: u64, keys: u64, step: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// Rows of the enrichment workload's table.
+const TABLE_ROWS: u64 = 10_000;
+
+/// Writes a JSON-lines table of users `u0`… to a temporary file.
+fn users_table(rows: u64) -> anyhow::Result<std::path::PathBuf> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for i in 0..rows {
+        let tier = ["gold", "silver", "bronze"][usize::try_from(i % 3)?];
+        writeln!(
+            text,
+            "{{\"userId\":\"u{i}\",\"tier\":\"{tier}\",\"country\":\"C{}\"}}",
+            i % 50
+        )?;
+    }
+    let path = std::env::temp_dir().join(format!(
+        "tributary-bench-users-{}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// Runs the built-in workloads.
 pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
     println!("generator -> window by userId (count, sum) -> blackhole sink; {keys} keys");
@@ -100,5 +123,20 @@ pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
         keys,
         "anomaly: {method: zscore, of: event.latencyMs, threshold: 4, window: 100, keyBy: [event.userId]}",
     )?;
+    println!(
+        "generator -> enrich by userId from a {TABLE_ROWS}-row JSON-lines table -> blackhole sink"
+    );
+    let table = users_table(TABLE_ROWS)?;
+    let enrich = workload(
+        "enrich (file table, 10k rows)",
+        events,
+        keys,
+        &format!(
+            "enrich: {{table: {{file: {{path: '{}', keyField: userId}}}}, key: event.userId, as: user}}",
+            table.display()
+        ),
+    );
+    let _ = std::fs::remove_file(&table);
+    enrich?;
     Ok(ExitCode::SUCCESS)
 }
