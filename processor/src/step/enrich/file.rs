@@ -95,6 +95,7 @@ fn read_rows(path: &Path, key_field: &str) -> Result<FxHashMap<String, Value>, S
         let key = row
             .get(key_field)
             .and_then(key_string)
+            .map(std::borrow::Cow::into_owned)
             .ok_or_else(|| format!("{}: no string or number field {key_field:?}", at()))?;
         // The last row with a key wins, as in a compacted topic.
         rows.insert(key, row);

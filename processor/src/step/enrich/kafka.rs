@@ -4,7 +4,7 @@
 //! `GlobalKTable` is.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,36 @@ pub struct KafkaTable {
     follower: Option<JoinHandle<()>>,
 }
 
+/// Tables by (brokers, topic), shared by every build of the steps in this
+/// process: the Kafka runtime builds a chain per partition task (and once
+/// more for the step names), and each should not read and follow the topic
+/// again. A pipeline process runs one pipeline, so a table lives as long as
+/// the process.
+static SHARED: OnceLock<Mutex<Tables>> = OnceLock::new();
+
+/// Started tables by (brokers, topic).
+type Tables = FxHashMap<(String, String), Arc<KafkaTable>>;
+
 impl KafkaTable {
+    /// The process's table for `topic` on `brokers`, started (read to its
+    /// end) on first use.
+    ///
+    /// # Errors
+    /// As [`KafkaTable::start`].
+    pub fn shared(brokers: &str, topic: &str) -> Result<Arc<Self>, String> {
+        let mut tables = SHARED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = (brokers.to_owned(), topic.to_owned());
+        if let Some(t) = tables.get(&id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Self::start(brokers, topic)?);
+        tables.insert(id, t.clone());
+        Ok(t)
+    }
+
     /// Reads `topic` on `brokers` to its end, then follows it.
     ///
     /// # Errors

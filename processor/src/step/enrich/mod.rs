@@ -14,6 +14,7 @@ mod kafka;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub use kafka::KafkaTable;
 enum Table {
     File(FileTable),
     #[cfg(feature = "kafka")]
-    Kafka(KafkaTable),
+    Kafka(Arc<KafkaTable>),
 }
 
 impl Table {
@@ -57,11 +58,11 @@ impl Table {
 /// The string a key value is compared as: strings as they are, numbers and
 /// booleans in their JSON text (`42`, `true`), so `userId: 42` finds the row
 /// with `id: "42"` and the other way round. Anything else is no key.
-pub(crate) fn key_string(v: &Value) -> Option<String> {
+pub(crate) fn key_string(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
 }
@@ -127,8 +128,8 @@ impl Enrich {
     /// The row for `rec`, or the reason there is none.
     fn lookup(&self, rec: &Record) -> Result<Value, String> {
         let v = match self.key.get(&rec.value) {
-            Some(v) => std::borrow::Cow::Borrowed(v),
-            None => std::borrow::Cow::Owned(self.key.eval(&rec.value).map_err(|e| e.to_string())?),
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(self.key.eval(&rec.value).map_err(|e| e.to_string())?),
         };
         let key =
             key_string(&v).ok_or_else(|| format!("no row for key {v} (not a string or number)"))?;
@@ -197,7 +198,7 @@ fn kafka_table(
         .as_deref()
         .or(source_brokers)
         .ok_or("set brokers: the source is not Kafka")?;
-    KafkaTable::start(brokers, &k.topic).map(Table::Kafka)
+    KafkaTable::shared(brokers, &k.topic).map(Table::Kafka)
 }
 
 /// Without the `kafka` feature there is no Kafka client.
