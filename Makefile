@@ -11,7 +11,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:
-	cargo test -p tributary-crds -p tributary-processor
+	cargo test -p tributary-crds -p tributary-processor -p tributary-operator
 
 e2e:
 	e2e/run.sh

@@ -328,3 +328,56 @@ spec:
     .await?;
     Ok(())
 }
+
+/// A group without committed offsets counts its lag from where it would
+/// start: with `startFrom: latest` a topic full of old records is no
+/// backlog, so nothing scales; the same topic read from `earliest` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_without_offsets_counts_lag_from_start_from() -> Result<()> {
+    let h = Harness::start("op-start").await?;
+    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let topic = unique("op-start");
+    create_topic(&bootstrap, &topic, 2).await?;
+    let workload = Workload::new(1_000, 8, 1, 1_000);
+    workload
+        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
+        .await?;
+    for (name, start) in [("latest", "latest"), ("earliest", "earliest")] {
+        h.apply(&format!(
+            "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: {name}}}
+spec:
+  source: {{kafka: {{brokers: '{bootstrap}', topics: ['{topic}'], group: '{topic}-{name}', startFrom: {start}}}}}
+  sinks: [{{name: out, blackhole: {{}}}}]
+  replicas: 1
+  autoscaling: {{enabled: true, maxReplicas: 2, targetLagPerReplica: 100, pollInterval: 1s, cooldown: 0s}}
+"
+        ))?;
+    }
+    let lag_of = |sp: &kube::api::DynamicObject| {
+        sp.data
+            .pointer("/status/lag/records")
+            .and_then(Value::as_i64)
+    };
+    h.until("both pipelines to report their lag", || async {
+        let latest = lag_of(&h.pipelines().get("latest").await?);
+        let earliest = lag_of(&h.pipelines().get("earliest").await?);
+        anyhow::Ok((latest.is_some() && earliest == Some(1_000)).then_some(()))
+    })
+    .await?;
+    ensure!(
+        lag_of(&h.pipelines().get("latest").await?) == Some(0),
+        "startFrom latest must read as no lag"
+    );
+    ensure!(
+        replicas(&h, "latest").await? == 1,
+        "startFrom latest scaled without a backlog"
+    );
+    h.until(
+        "startFrom earliest to scale on the retained records",
+        || async { anyhow::Ok((replicas(&h, "earliest").await? == 2).then_some(())) },
+    )
+    .await?;
+    Ok(())
+}
