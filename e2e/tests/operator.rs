@@ -517,7 +517,7 @@ spec:
       topics: [clicks]
       auth:
         sasl:
-          mechanism: SCRAM-SHA-512
+          mechanism: PLAIN
           username: {{secretKeyRef: {{name: kafka-user, key: username}}}}
           password: {{secretKeyRef: {{name: kafka-user, key: password}}}}
   sinks: [{{name: out, stdout: {{}}}}]

@@ -104,12 +104,24 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                         errs.push(format!("spec.source.kafka.topics[{i}]"), "must not be empty");
                     }
                 }
-                if k.auth.is_some() {
-                    // The bundled librdkafka is built without OpenSSL/SASL.
-                    errs.push(
-                        "spec.source.kafka.auth",
-                        not_supported("Kafka SASL/TLS (librdkafka is built without OpenSSL)"),
-                    );
+                if let Some(auth) = &k.auth {
+                    // The bundled librdkafka is built without OpenSSL: SASL
+                    // PLAIN is built in, TLS and SCRAM need OpenSSL.
+                    if auth.tls.is_some() {
+                        errs.push(
+                            "spec.source.kafka.auth.tls",
+                            not_supported("Kafka TLS (librdkafka is built without OpenSSL)"),
+                        );
+                    }
+                    if let Some(sasl) = auth.sasl.as_ref().filter(|s| s.mechanism != "PLAIN") {
+                        errs.push(
+                            "spec.source.kafka.auth.sasl.mechanism",
+                            not_supported(&format!(
+                                "SASL {} (librdkafka is built without OpenSSL; PLAIN works)",
+                                sasl.mechanism
+                            )),
+                        );
+                    }
                 }
             }
             other => errs.push(

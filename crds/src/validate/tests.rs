@@ -279,20 +279,34 @@ fn avro_needs_a_schema_or_an_http_registry() {
 }
 
 #[test]
-fn kafka_auth_is_refused_until_librdkafka_has_tls() {
-    let spec = load_pipeline(
-        "source: {kafka: {brokers: 'k:9092', topics: [t], group: g, auth: {sasl: {mechanism: PLAIN, username: {env: U}, password: {env: P}}}}}\nsinks: [{name: o, stdout: {}}]\n",
-    )
-    .unwrap()
-    .spec;
-    let errs: Vec<String> = validate(&spec)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+fn kafka_tls_and_scram_are_refused_until_librdkafka_has_openssl() {
+    let errors_of = |auth: &str| -> Vec<String> {
+        let spec = load_pipeline(&format!(
+            "source: {{kafka: {{brokers: 'k:9092', topics: [t], group: g, auth: {auth}}}}}\nsinks: [{{name: o, stdout: {{}}}}]\n"
+        ))
+        .unwrap()
+        .spec;
+        validate(&spec)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let plain = "{sasl: {mechanism: PLAIN, username: {env: U}, password: {env: P}}}";
+    assert!(errors_of(plain).is_empty(), "{:#?}", errors_of(plain));
+    let scram =
+        errors_of("{sasl: {mechanism: SCRAM-SHA-512, username: {env: U}, password: {env: P}}}");
     assert!(
-        errs.iter()
-            .any(|e| e.starts_with("spec.source.kafka.auth") && e.contains("not supported yet")),
-        "{errs:#?}"
+        scram
+            .iter()
+            .any(|e| e.starts_with("spec.source.kafka.auth.sasl.mechanism")
+                && e.contains("not supported yet")),
+        "{scram:#?}"
+    );
+    let tls = errors_of("{tls: {ca: {env: CA}}}");
+    assert!(
+        tls.iter().any(|e| e.starts_with("spec.source.kafka.auth.tls") && e.contains("not supported yet")),
+        "{tls:#?}"
     );
 }
