@@ -18,6 +18,7 @@ pub mod connector;
 pub mod expr;
 pub mod flow;
 pub mod record;
+pub mod rng;
 pub mod runtime;
 pub mod sink;
 pub mod source;

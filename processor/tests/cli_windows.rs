@@ -15,22 +15,14 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use support::{json_lines, repo_root, tributary};
+use tributary_processor::rng::SplitMix64;
 
-/// SplitMix64: a tiny deterministic generator, so a seed names a data set.
-struct Rng(u64);
+/// The crate's deterministic generator, so a seed names a data set.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 
     fn below_i64(&mut self, n: i64) -> i64 {
@@ -57,7 +49,7 @@ struct DataSpec {
 }
 
 fn events(spec: &DataSpec) -> Vec<Event> {
-    let mut rng = Rng(spec.seed);
+    let mut rng = Rng(SplitMix64::new(spec.seed));
     (0..spec.n)
         .map(|i| {
             let clock = spec.start + i64::try_from(i).expect("fits") * spec.step;

@@ -12,6 +12,7 @@ use super::decode::now_ms;
 use super::{BATCH, Decoder};
 use crate::flow::{Batch, Message, Queue};
 use crate::record::{Position, Record};
+use crate::rng::SplitMix64;
 
 const ACTIONS: [&str; 8] = [
     "view",
@@ -24,28 +25,6 @@ const ACTIONS: [&str; 8] = [
     "purchase",
 ];
 const PAGES: [&str; 6] = ["/", "/search", "/product", "/cart", "/checkout", "/account"];
-
-/// SplitMix64: tiny, fast and stable across releases (unlike `rand`'s
-/// `StdRng`), so a seed names the same events forever.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// A configured generator.
 #[derive(Clone, Debug)]
@@ -65,7 +44,7 @@ impl Generator {
     }
 
     /// The event with index `i`, given the generator clock `clock_ms`.
-    fn event(&self, rng: &mut Rng, i: u64, clock_ms: i64) -> Value {
+    fn event(&self, rng: &mut SplitMix64, i: u64, clock_ms: i64) -> Value {
         let s = &self.spec;
         let disorder = u64::try_from(s.disorder.as_millis_i64()).unwrap_or(0);
         let ts = clock_ms - i64::try_from(rng.below(disorder + 1)).unwrap_or(0);
@@ -118,7 +97,7 @@ impl Generator {
     /// Produces events into `queue` until `count` is reached or `stop` is set.
     pub fn run(&self, decoder: &Decoder, queue: &Queue, stop: &AtomicBool) {
         let s = &self.spec;
-        let mut rng = Rng(s.seed);
+        let mut rng = SplitMix64::new(s.seed);
         let start_clock = s.start_time.unwrap_or_else(now_ms);
         let step = s.time_step.as_millis_i64().max(0);
         let started = Instant::now();
@@ -187,7 +166,7 @@ mod tests {
             start_time: Some(0),
             ..GeneratorSource::default()
         });
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix64::new(seed);
         (0..n)
             .map(|i| g.event(&mut rng, i, i64::try_from(i).unwrap()))
             .collect()

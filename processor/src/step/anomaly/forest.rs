@@ -14,40 +14,7 @@
 
 use std::collections::VecDeque;
 
-/// `SplitMix64`: tiny, fast, and good enough to pick split dimensions and values.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    #[must_use]
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        #[allow(clippy::cast_precision_loss, reason = "53 bits are exact")]
-        let x = (self.next_u64() >> 11) as f64;
-        x / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        #[allow(clippy::cast_possible_truncation, reason = "the result is below n")]
-        let r = ((u128::from(self.next_u64()) * n as u128) >> 64) as usize;
-        r
-    }
-}
+pub use crate::rng::SplitMix64;
 
 /// Average path length of an unsuccessful search in a binary search tree of
 /// `n` points: the normalisation `c(n)` of the paper.
@@ -94,7 +61,7 @@ impl Forest {
             .map(|_| {
                 // Partial Fisher–Yates: the first `sample` entries are the subsample.
                 for i in 0..sample.min(idx.len()) {
-                    let j = i + rng.below(idx.len() - i);
+                    let j = i + rng.index(idx.len() - i);
                     idx.swap(i, j);
                 }
                 let mut nodes = Vec::new();
@@ -154,7 +121,7 @@ fn grow(
     if spread.is_empty() {
         return me;
     }
-    let (dim, lo, hi) = spread[rng.below(spread.len())];
+    let (dim, lo, hi) = spread[rng.index(spread.len())];
     let at = lo + rng.unit() * (hi - lo);
     let mut split = 0;
     for i in 0..points.len() {
