@@ -16,8 +16,6 @@ use tributary_e2e::operator::harness::{Harness, wait_leading};
 use tributary_e2e::operator::pipeline::condition;
 use tributary_e2e::operator::process::{Operator, Options};
 use tributary_e2e::poll::Deadline;
-use tributary_e2e::process::tributary_bin;
-use tributary_e2e::runner::handle::PodRunner;
 
 /// A map step that costs a few milliseconds of CPU per record (a 20×20×5
 /// CEL comprehension), so that one processor cannot keep up with a backlog.
@@ -103,14 +101,9 @@ async fn a_backlog_scales_processors_up_then_back_to_one_without_flapping() -> R
 ",
         true,
     ))?;
-    let tributary = tributary_bin();
-    ensure!(tributary.is_file(), "{} is missing", tributary.display());
     let work = tempfile::tempdir()?;
-    let runner = PodRunner::start(
+    let runner = h.pod_runner(
         std::path::Path::new(env!("CARGO_BIN_EXE_pod-runner")),
-        &h.bed.kubeconfig()?,
-        &h.namespace,
-        &tributary,
         work.path(),
     )?;
 

@@ -15,8 +15,7 @@ use tributary_e2e::kafka::workload::Workload;
 use tributary_e2e::kafka::{create_topic, lag, producer};
 use tributary_e2e::operator::harness::Harness;
 use tributary_e2e::poll::Deadline;
-use tributary_e2e::process::tributary_bin;
-use tributary_e2e::runner::handle::{PodRunner, alive};
+use tributary_e2e::runner::handle::alive;
 
 const PARTITIONS: i32 = 2;
 const REPLICAS: usize = 2;
@@ -57,18 +56,9 @@ async fn a_kafka_pipeline_applied_with_kubectl_computes_its_windows() -> Result<
     h.apply(&pipeline(&spec)?)?;
     h.wait_ready(&spec.name).await?;
 
-    let tributary = tributary_bin();
-    ensure!(
-        tributary.is_file(),
-        "{} is missing: cargo build -p tributary-processor --bin tributary",
-        tributary.display()
-    );
     let work = tempfile::tempdir()?;
-    let runner = PodRunner::start(
+    let runner = h.pod_runner(
         std::path::Path::new(env!("CARGO_BIN_EXE_pod-runner")),
-        &h.bed.kubeconfig()?,
-        &h.namespace,
-        &tributary,
         work.path(),
     )?;
     let deadline = Deadline::new(&format!("{REPLICAS} processors to run"), WAIT);

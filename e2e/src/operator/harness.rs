@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -16,6 +17,7 @@ use super::pipeline;
 use super::process::{Operator, Options};
 use super::{Error, Result};
 use crate::env::TestBed;
+use crate::runner::handle::PodRunner;
 use crate::{fixture, poll, tools};
 
 /// How long an operator may take to become the leader of a fresh Lease.
@@ -194,6 +196,31 @@ impl Harness {
             }
         })
         .await
+    }
+
+    /// Starts the pod runner (`runner`, the test's `CARGO_BIN_EXE_pod-runner`)
+    /// for the test namespace with the built `tributary`, work directories
+    /// under `work`: the processor pods the operator creates then really run.
+    ///
+    /// # Errors
+    ///
+    /// When `tributary` is not built or the runner cannot start.
+    pub fn pod_runner(&self, runner: &Path, work: &Path) -> Result<PodRunner> {
+        let tributary = crate::process::tributary_bin();
+        if !tributary.is_file() {
+            return Err(Error::Unexpected(format!(
+                "{} is missing: cargo build -p tributary-processor --bin tributary",
+                tributary.display()
+            )));
+        }
+        PodRunner::start(
+            runner,
+            &self.bed.kubeconfig()?,
+            &self.namespace,
+            &tributary,
+            work,
+        )
+        .map_err(|e| Error::Unexpected(e.to_string()))
     }
 
     /// `err` with the operator's last log lines, for a failing test.
