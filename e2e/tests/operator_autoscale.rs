@@ -3,6 +3,8 @@
 //! the pod runner — real processors draining the backlog until the
 //! autoscaler brings them back to one.
 
+mod aws_common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -238,18 +240,7 @@ async fn capped_at_the_partition_count_and_a_restart_does_not_act() -> Result<()
 async fn a_cloudwatch_iterator_age_series_drives_the_replicas() -> Result<()> {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let h = Harness::start("op-cw").await?;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(h.bed.var("AWS_ENDPOINT_URL")?)
-        .region(aws_config::Region::new(h.bed.var("AWS_REGION")?.to_owned()))
-        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-            h.bed.var("AWS_ACCESS_KEY_ID")?,
-            h.bed.var("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "testbed",
-        ))
-        .load()
-        .await;
+    let config = aws_common::config(&h.bed).await?;
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     let stream = unique("clicks");
     let put = |age: f64| {

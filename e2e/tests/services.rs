@@ -2,38 +2,22 @@
 //! CloudWatch through the Rust AWS SDK), the Pub/Sub emulator, Redis
 //! streams, NATS JetStream and PostgreSQL.
 
+mod aws_common;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{Value, json};
-use tributary_e2e::env::TestBed;
 use tributary_e2e::fixture::{testbed as bed, unique};
 use tributary_e2e::poll::{self, Deadline};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// AWS config pointed at moto with the test bed's dummy credentials.
-async fn aws(bed: &TestBed) -> Result<aws_config::SdkConfig> {
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(bed.var("AWS_ENDPOINT_URL")?)
-        .region(Region::new(bed.var("AWS_REGION")?.to_owned()))
-        .credentials_provider(Credentials::new(
-            bed.var("AWS_ACCESS_KEY_ID")?,
-            bed.var("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "testbed",
-        ))
-        .load()
-        .await)
-}
-
 #[tokio::test]
 async fn kinesis_create_put_get_through_moto() -> Result<()> {
     let bed = bed();
-    let kinesis = aws_sdk_kinesis::Client::new(&aws(&bed).await?);
+    let kinesis = aws_sdk_kinesis::Client::new(&aws_common::config(&bed).await?);
     let stream = unique("smoke");
     kinesis
         .create_stream()
@@ -99,7 +83,7 @@ async fn kinesis_create_put_get_through_moto() -> Result<()> {
 async fn cloudwatch_put_and_get_metric_data_through_moto() -> Result<()> {
     use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat};
     let bed = bed();
-    let cw = aws_sdk_cloudwatch::Client::new(&aws(&bed).await?);
+    let cw = aws_sdk_cloudwatch::Client::new(&aws_common::config(&bed).await?);
     let namespace = unique("Tributary/E2E");
     let dimension = Dimension::builder().name("Pipeline").value("smoke").build();
     cw.put_metric_data()
