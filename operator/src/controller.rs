@@ -65,10 +65,7 @@ pub async fn run(
         }
     });
     // The autoscaler runs with the controller: only on the leader.
-    let autoscaler = tokio::spawn(crate::autoscale::run::run(
-        ctx.clone(),
-        namespace.map(str::to_owned),
-    ));
+    let autoscaler = tokio::spawn(crate::autoscale::run::run(ctx.clone(), store.clone()));
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {

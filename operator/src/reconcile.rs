@@ -60,7 +60,8 @@ impl Context {
     }
 }
 
-fn key(sp: &StreamPipeline) -> String {
+/// `namespace/name`, for logs and per-pipeline maps.
+pub(crate) fn key(sp: &StreamPipeline) -> String {
     format!("{}/{}", sp.namespace().unwrap_or_default(), sp.name_any())
 }
 

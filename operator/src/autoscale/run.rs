@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use prometheus::{IntGaugeVec, Opts};
 use serde_json::json;
@@ -20,7 +21,7 @@ use super::cloudwatch::CloudWatchTarget;
 use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
 use super::signal::{KafkaTarget, SignalError};
 use crate::conditions;
-use crate::reconcile::Context;
+use crate::reconcile::{Context, key};
 
 /// The field manager of the autoscaler's patches (the reconciler has its own).
 pub const FIELD_MANAGER: &str = "tributary-autoscaler";
@@ -77,7 +78,10 @@ struct Tracked {
 }
 
 /// Runs until the task is aborted (when the leader steps down).
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+///
+/// Reads the pipelines from the controller's cache (`pipelines`), so the
+/// loop adds no apiserver requests of its own besides its patches.
+pub async fn run(ctx: Arc<Context>, pipelines: Store<StreamPipeline>) {
     let gauges = match Gauges::new(&ctx.metrics.registry) {
         Ok(g) => g,
         Err(error) => {
@@ -85,30 +89,22 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             return;
         }
     };
-    let api: Api<StreamPipeline> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     loop {
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
-                let live: Vec<String> = list.items.iter().map(key).collect();
-                tracked.retain(|k, _| live.contains(k));
-                for sp in &list.items {
-                    let enabled = sp.spec.autoscaling.as_ref().is_some_and(|a| a.enabled);
-                    if !enabled {
-                        tracked.remove(&key(sp));
-                        continue;
-                    }
-                    let t = tracked.entry(key(sp)).or_default();
-                    if t.next.is_some_and(|n| Instant::now() < n) {
-                        continue;
-                    }
-                    step(&ctx, sp, t, &gauges).await;
-                }
+        let list = pipelines.state();
+        let live: Vec<String> = list.iter().map(|sp| key(sp)).collect();
+        tracked.retain(|k, _| live.contains(k));
+        for sp in &list {
+            let enabled = sp.spec.autoscaling.as_ref().is_some_and(|a| a.enabled);
+            if !enabled {
+                tracked.remove(&key(sp));
+                continue;
             }
-            Err(error) => tracing::warn!(%error, "autoscaler: listing StreamPipelines"),
+            let t = tracked.entry(key(sp)).or_default();
+            if t.next.is_some_and(|n| Instant::now() < n) {
+                continue;
+            }
+            step(&ctx, sp, t, &gauges).await;
         }
         tokio::time::sleep(TICK).await;
     }
@@ -164,10 +160,6 @@ async fn cloudwatch_client() -> &'static aws_sdk_cloudwatch::Client {
             aws_sdk_cloudwatch::Client::new(&config)
         })
         .await
-}
-
-fn key(sp: &StreamPipeline) -> String {
-    format!("{}/{}", sp.namespace().unwrap_or_default(), sp.name_any())
 }
 
 /// One poll of one pipeline: read, decide, act, report.
