@@ -45,16 +45,19 @@ pub use window::*;
 /// # Errors
 /// When serialization fails, which would be a bug in the types.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&crd_value()).map(|y| yaml11::quote_yaml11_booleans(&y))
+    let crd = crd_value().map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
+    serde_yaml_ng::to_string(&crd).map(|y| yaml11::quote_yaml11_booleans(&y))
 }
 
 /// The CustomResourceDefinition as the apiserver should receive it.
-#[must_use]
-pub fn crd_value() -> serde_json::Value {
+///
+/// # Errors
+/// When serialization fails, which would be a bug in the types.
+pub fn crd_value() -> Result<serde_json::Value, serde_json::Error> {
     use kube::CustomResourceExt;
-    let mut crd = serde_json::to_value(StreamPipeline::crd()).unwrap_or_default();
+    let mut crd = serde_json::to_value(StreamPipeline::crd())?;
     unsigned_formats_to_minimum(&mut crd);
-    crd
+    Ok(crd)
 }
 
 /// schemars marks unsigned integers `format: uint32`/`uint64`, which the

@@ -71,7 +71,7 @@ fn schema_is_structural() {
 /// YAML 1.1 boolean word in a key or item position.
 #[test]
 fn crd_yaml_is_the_same_document_for_yaml_1_1_readers() {
-    let raw = serde_yaml_ng::to_string(&tributary_crds::crd_value()).unwrap();
+    let raw = serde_yaml_ng::to_string(&tributary_crds::crd_value().unwrap()).unwrap();
     let quoted = tributary_crds::crd_yaml().unwrap();
     let parse = |s: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s).unwrap();
     assert_eq!(parse(&raw), parse(&quoted));
