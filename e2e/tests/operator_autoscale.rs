@@ -293,16 +293,15 @@ spec:
 "
     ))?;
     // 45 s of iterator age over 10 s per replica: 5 replicas (1 + maxStep 4).
+    // The autoscaler patches `spec.replicas` before `status.lag`, so wait
+    // for both rather than reading the status right after the scale.
     h.until("the iterator age to scale the pipeline to 5", || async {
-        anyhow::Ok((replicas(&h, "kinesis-age").await? == 5).then_some(()))
+        let sp = h.pipelines().get("kinesis-age").await?;
+        let replicas = sp.data.pointer("/spec/replicas").and_then(Value::as_i64);
+        let lag = sp.data.pointer("/status/lag/records").and_then(Value::as_i64);
+        anyhow::Ok((replicas == Some(5) && lag == Some(45_000)).then_some(()))
     })
     .await?;
-    let sp = h.pipelines().get("kinesis-age").await?;
-    let lag = sp
-        .data
-        .pointer("/status/lag/records")
-        .and_then(Value::as_i64);
-    ensure!(lag == Some(45_000), "status.lag.records = {lag:?}");
     // The stream caught up: the age drops to zero and the replicas follow.
     put(0.0).await?;
     h.until(
