@@ -298,7 +298,10 @@ spec:
     h.until("the iterator age to scale the pipeline to 5", || async {
         let sp = h.pipelines().get("kinesis-age").await?;
         let replicas = sp.data.pointer("/spec/replicas").and_then(Value::as_i64);
-        let lag = sp.data.pointer("/status/lag/records").and_then(Value::as_i64);
+        let lag = sp
+            .data
+            .pointer("/status/lag/records")
+            .and_then(Value::as_i64);
         anyhow::Ok((replicas == Some(5) && lag == Some(45_000)).then_some(()))
     })
     .await?;

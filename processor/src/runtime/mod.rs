@@ -193,7 +193,7 @@ impl Pipeline {
             wm_spec.max_out_of_orderness.as_millis_i64(),
             wm_spec.idle_timeout.map(|d| d.as_millis_i64()),
         );
-        let running = source::start(
+        let mut running = source::start(
             &self.spec.source,
             &self.base,
             queue.clone(),
@@ -214,6 +214,9 @@ impl Pipeline {
         let mut last_flush = Instant::now();
         let mut last_tick = Instant::now();
         let mut last_wm = i64::MIN;
+        // One past the largest input offset pushed through the steps (for
+        // the source's acknowledgements).
+        let mut next_offset = i64::MIN;
         let m = self.metrics.clone();
         let result = loop {
             let msg = queue.pop(TICK);
@@ -230,6 +233,9 @@ impl Pipeline {
                     }
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
+                    }
+                    if let Some(last) = batch.records.iter().map(|r| r.position.offset).max() {
+                        next_offset = next_offset.max(last + 1);
                     }
                     if let Err(e) = push(&mut steps, 0, batch.records, &mut outputs, &m) {
                         break Err(e);
@@ -271,6 +277,7 @@ impl Pipeline {
             if last_flush.elapsed() >= flush_every {
                 last_flush = Instant::now();
                 outputs.flush()?;
+                acknowledge(&mut running, &steps, next_offset);
             }
             if watermarks.all_ended() && queue.is_empty() {
                 break Ok(());
@@ -283,6 +290,7 @@ impl Pipeline {
             finish(&mut steps, &mut outputs, &m)?;
         }
         outputs.flush()?;
+        acknowledge(&mut running, &steps, next_offset);
         let _ = running.handle.join();
         Ok(Summary {
             records_in: Metrics::get(&m.records_in),
@@ -290,5 +298,14 @@ impl Pipeline {
             dead_letters: Metrics::get(&m.dead_letters),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// Tells an acknowledging source what is durable after a flush: everything
+/// pushed so far, except what a step still holds in its state.
+fn acknowledge(running: &mut source::Running, steps: &[Box<dyn step::Step>], next_offset: i64) {
+    if let Some(acker) = running.acker.as_mut() {
+        let held = chain::low_water(steps).unwrap_or(i64::MAX);
+        acker.ack_below(held.min(next_offset));
     }
 }

@@ -57,6 +57,25 @@ pub struct Running {
     pub partitions: Vec<i32>,
     /// Whether it ends by itself.
     pub bounded: bool,
+    /// How a broker source learns what is durable (see [`Acker`]); `None`
+    /// for sources that redeliver nothing (files, the generator).
+    pub acker: Option<Box<dyn Acker>>,
+}
+
+/// Acknowledges input back to a source whose broker redelivers what is not
+/// acknowledged (Redis consumer groups, JetStream, Kinesis checkpoints).
+///
+/// Such a source stamps every record with one monotone sequence number in
+/// `position.offset`, across all its partitions, and remembers which broker
+/// message each number stands for. The engine calls [`Acker::ack_below`]
+/// after the sinks were flushed, with the smallest sequence number that is
+/// not yet durable: every record below it has had its results flushed and
+/// is no longer held in any step's state (open windows, partial matches).
+/// Acknowledging only those makes a crash redeliver exactly what would
+/// otherwise be lost — at-least-once, windows included.
+pub trait Acker: Send {
+    /// Records with `position.offset < below` are durable; acknowledge them.
+    fn ack_below(&mut self, below: i64);
 }
 
 /// Starts the source of `spec`, pushing into `queue` until it ends or
@@ -86,6 +105,7 @@ pub fn start(
                 handle,
                 partitions: vec![0],
                 bounded,
+                acker: None,
             })
         }
         Some(SourceKind::File(f)) => {
@@ -106,6 +126,7 @@ pub fn start(
                 handle,
                 partitions: vec![0],
                 bounded: true,
+                acker: None,
             })
         }
         Some(SourceKind::Stdin(_)) => {
@@ -128,6 +149,7 @@ pub fn start(
                 handle,
                 partitions: vec![0],
                 bounded: true,
+                acker: None,
             })
         }
         Some(other) => Err(SourceError::Unsupported(other.field())),
