@@ -104,22 +104,13 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                         errs.push(format!("spec.source.kafka.topics[{i}]"), "must not be empty");
                     }
                 }
-                if let Some(auth) = &k.auth {
-                    // The bundled librdkafka is built without OpenSSL: SASL
-                    // PLAIN is built in, TLS and SCRAM need OpenSSL.
-                    if auth.tls.is_some() {
+                if let Some(tls) = k.auth.as_ref().and_then(|a| a.tls.as_ref()) {
+                    // Mutual TLS needs both halves; either alone is a typo
+                    // that would otherwise surface as a handshake failure.
+                    if tls.cert.is_some() != tls.key.is_some() {
                         errs.push(
                             "spec.source.kafka.auth.tls",
-                            not_supported("Kafka TLS (librdkafka is built without OpenSSL)"),
-                        );
-                    }
-                    if let Some(sasl) = auth.sasl.as_ref().filter(|s| s.mechanism != "PLAIN") {
-                        errs.push(
-                            "spec.source.kafka.auth.sasl.mechanism",
-                            not_supported(&format!(
-                                "SASL {} (librdkafka is built without OpenSSL; PLAIN works)",
-                                sasl.mechanism
-                            )),
+                            "cert and key go together (client certificate for mutual TLS): set both or neither",
                         );
                     }
                 }
