@@ -15,6 +15,7 @@
 
 pub mod cep;
 pub mod duration;
+pub mod join;
 pub mod load;
 pub mod pipeline;
 pub mod runtime;
@@ -29,6 +30,7 @@ pub mod yaml11;
 
 pub use cep::*;
 pub use duration::{Duration, ParseDurationError};
+pub use join::*;
 pub use load::{LoadedPipeline, load_pipeline};
 pub use pipeline::{StreamPipeline, StreamPipelineSpec};
 pub use runtime::*;

@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{CepStep, Duration, WindowStep};
+use crate::{CepStep, Duration, JoinStep, WindowStep};
 
 /// One processing step; exactly one kind per step.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -45,7 +45,7 @@ pub struct StepSpec {
     /// Anomaly detection per key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<AnomalyStep>,
-    /// Stream-stream interval join. Not supported yet.
+    /// Stream-stream interval join with a second source (see `docs/joins.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinStep>,
 }
@@ -204,7 +204,7 @@ pub struct ValidationRule {
     pub check: String,
 }
 
-/// A table or side stream read from a broker.
+/// A lookup table of `enrich`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableSource {
@@ -254,7 +254,7 @@ pub enum OnMiss {
     DeadLetter,
 }
 
-/// A Kafka topic as a table or side stream.
+/// A Kafka topic as a table, or as the second input of a join.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableKafka {
@@ -344,40 +344,4 @@ pub enum AnomalyEmit {
     Anomalies,
     /// Every record; `anomaly.isAnomaly` tells them apart.
     All,
-}
-
-/// Join types.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum JoinType {
-    /// Only matched pairs.
-    #[default]
-    Inner,
-    /// Every left record, with `other` null when unmatched.
-    Left,
-}
-
-/// `join`: interval join with a second stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinStep {
-    /// The other stream.
-    pub with: TableSource,
-    /// Join type.
-    #[serde(default, rename = "type")]
-    pub kind: JoinType,
-    /// Join keys.
-    pub on: JoinOn,
-    /// Largest event-time distance between joined records.
-    pub within: Duration,
-}
-
-/// Join keys of both sides.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinOn {
-    /// CEL over `event`.
-    pub left: String,
-    /// CEL over `other`.
-    pub right: String,
 }

@@ -8,6 +8,7 @@
 mod cep;
 mod enrich;
 mod expr;
+mod join;
 mod steps;
 
 use std::collections::HashSet;

@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
+use super::Errors;
 use super::expr::check_into;
-use super::{Errors, not_supported};
 use crate::{
     EmitMode, LateEvents, OnFailure, StepKind, StreamPipelineSpec, WindowStep, WindowType,
 };
@@ -86,9 +86,7 @@ pub(super) fn validate_steps(
             StepKind::Cep(c) => super::cep::validate_cep(c, &path, errs),
             StepKind::Anomaly(a) => super::cep::validate_anomaly(a, &path, errs),
             StepKind::Enrich(e) => super::enrich::validate_enrich(e, &path, spec, errs),
-            StepKind::Join(_) => {
-                errs.push(&path, not_supported(&format!("the {} step", kind.field())));
-            }
+            StepKind::Join(j) => super::join::validate_join(j, &path, spec, errs),
         }
     }
 }

@@ -30,6 +30,15 @@ fn window(shape: &str) -> String {
 /// within a minute (relaxed contiguity, skip past the last event).
 const CEP_SEQUENCE: &str = "cep: {keyBy: [event.userId], pattern: {sequence: [{name: view, when: \"event.action == 'view'\"}, {name: cart, when: \"event.action == 'add_to_cart'\"}, {name: buy, when: \"event.action == 'purchase'\"}], within: 1m, skip: skipPastLastEvent}, emit: {name: funnel}}";
 
+/// An interval join of the workload's clicks with a second clickstream of
+/// `events` events over the same users and clock (another seed), records
+/// at most 1s apart.
+fn join(events: u64, keys: u64, kind: &str) -> String {
+    format!(
+        "join: {{with: {{generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 7, startTime: 1700000000000, timeStep: 1ms}}}}, type: {kind}, on: {{left: event.userId, right: other.userId}}, within: 1s}}"
+    )
+}
+
 fn workload(name: &str, events: u64, keys: u64, step: &str) -> anyhow::Result<()> {
     let yaml = format!(
         "source:\n  generator: {{profile: clickstream, count: {events}, keys: {keys}, seed: 42, startTime: 1700000000000, timeStep: 1ms}}\n  eventTime: {{field: event.ts}}\nsteps:\n  - {step}\nsinks: [{{name: out, blackhole: {{}}}}]\n"
@@ -114,6 +123,21 @@ pub fn bench(events: u64, keys: u64) -> anyhow::Result<ExitCode> {
         "generator -> cep by userId (view -> add_to_cart -> purchase within 1m) -> blackhole sink"
     );
     workload("cep sequence (3 steps, 1m)", events, keys, CEP_SEQUENCE)?;
+    println!(
+        "generator -> interval join by userId with a second generator (same rate, 1s) -> blackhole sink; events of both inputs"
+    );
+    workload(
+        "interval join inner (1s)",
+        events,
+        keys,
+        &join(events, keys, "inner"),
+    )?;
+    workload(
+        "interval join full (1s)",
+        events,
+        keys,
+        &join(events, keys, "full"),
+    )?;
     println!(
         "generator -> anomaly by userId (rolling z-score of latencyMs over 100 values) -> blackhole sink"
     );

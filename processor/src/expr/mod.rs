@@ -39,11 +39,14 @@ pub enum ExprError {
     },
 }
 
-/// A compiled expression over a record bound to `event`.
+/// A compiled expression over a record bound to `event` (or, for the right
+/// side of a join, to another name: see [`Expr::compile_as`]).
 #[derive(Clone)]
 pub struct Expr {
     source: Arc<str>,
     kind: Kind,
+    /// The variable the record is bound to.
+    root: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -69,9 +72,10 @@ impl std::fmt::Debug for Expr {
     }
 }
 
-/// Splits `event.a.b` into `["a", "b"]` when the text is a plain path.
-fn plain_path(src: &str) -> Option<Vec<Box<str>>> {
-    let rest = src.trim().strip_prefix("event")?;
+/// Splits `event.a.b` (with `root` = `event`) into `["a", "b"]` when the
+/// text is a plain path.
+fn plain_path(src: &str, root: &str) -> Option<Vec<Box<str>>> {
+    let rest = src.trim().strip_prefix(root)?;
     if rest.is_empty() {
         return Some(vec![]);
     }
@@ -105,7 +109,25 @@ impl Expr {
         env: &Arc<cel::Env>,
         vars: &[String],
     ) -> Result<Self, ExprError> {
-        let kind = match plain_path(source) {
+        Self::compile_inner(source, env, vars, "event")
+    }
+
+    /// Like [`Expr::compile`], with the record bound to `root` instead of
+    /// `event` (a join's `on.right` reads the right record as `other`).
+    ///
+    /// # Errors
+    /// [`ExprError::Compile`] when the text is not valid CEL.
+    pub fn compile_as(source: &str, env: &Arc<cel::Env>, root: &str) -> Result<Self, ExprError> {
+        Self::compile_inner(source, env, &[], root)
+    }
+
+    fn compile_inner(
+        source: &str,
+        env: &Arc<cel::Env>,
+        vars: &[String],
+        root: &str,
+    ) -> Result<Self, ExprError> {
+        let kind = match plain_path(source, root) {
             Some(p) if p.is_empty() => Kind::Event,
             Some(p) => Kind::Path(p.into()),
             None => {
@@ -123,13 +145,14 @@ impl Expr {
                     program: Arc::new(program),
                     env: env.clone(),
                     vars: used.into(),
-                    fields: event_fields(source).map(Into::into),
+                    fields: event_fields(source, root).map(Into::into),
                 }
             }
         };
         Ok(Self {
             source: source.into(),
             kind,
+            root: root.into(),
         })
     }
 
@@ -190,7 +213,7 @@ impl Expr {
             }
             _ => json_to_cel(event),
         };
-        ctx.add_variable_from_value("event", bound);
+        ctx.add_variable_from_value(self.root.to_string(), bound);
         let out = program
             .execute(&ctx)
             .map_err(|e| self.eval_error(e.to_string()))?;
@@ -230,11 +253,12 @@ impl Expr {
     }
 }
 
-/// The top-level fields an expression reads through `event.<field>`, or
-/// `None` when it uses `event` in any other way (`size(event)`, `event[k]`,
-/// `has(event)`), in which case the whole record must be bound. String
-/// literals are skipped so `'event'` inside quotes does not count.
-fn event_fields(src: &str) -> Option<Vec<Box<str>>> {
+/// The top-level fields an expression reads through `event.<field>` (`root`
+/// is `event`), or `None` when it uses `event` in any other way
+/// (`size(event)`, `event[k]`, `has(event)`), in which case the whole
+/// record must be bound. String literals are skipped so `'event'` inside
+/// quotes does not count.
+fn event_fields(src: &str, root: &str) -> Option<Vec<Box<str>>> {
     let b = src.as_bytes();
     let mut fields: Vec<Box<str>> = Vec::new();
     let mut i = 0;
@@ -250,8 +274,8 @@ fn event_fields(src: &str) -> Option<Vec<Box<str>>> {
             i += 1;
             continue;
         }
-        if src[i..].starts_with("event") && (i == 0 || !ident(b[i - 1]) && b[i - 1] != b'.') {
-            let mut j = i + 5;
+        if src[i..].starts_with(root) && (i == 0 || !ident(b[i - 1]) && b[i - 1] != b'.') {
+            let mut j = i + root.len();
             if j < b.len() && ident(b[j]) {
                 i = j;
                 continue;
@@ -304,8 +328,8 @@ mod tests {
         assert!(matches!(e.kind, Kind::Path(_)));
         assert_eq!(e.eval(&json!({"user": {"id": "u1"}})).unwrap(), json!("u1"));
         assert_eq!(e.eval(&json!({"user": {}})).unwrap(), Value::Null);
-        assert!(plain_path("event.a + 1").is_none());
-        assert!(plain_path("events.a").is_none());
+        assert!(plain_path("event.a + 1", "event").is_none());
+        assert!(plain_path("events.a", "event").is_none());
     }
 
     #[test]
@@ -346,7 +370,7 @@ mod tests {
     #[test]
     fn finds_the_fields_an_expression_reads() {
         let f = |s: &str| {
-            event_fields(s).map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+            event_fields(s, "event").map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
         };
         assert_eq!(
             f("event.a == 'event.x' && event.b.c > 1"),
@@ -360,6 +384,24 @@ mod tests {
         assert!(e.eval_bool(&json!({"a": 1, "b": 2, "c": 3})).unwrap());
         let whole = Expr::compile("size(event) == 3", &env).unwrap();
         assert!(whole.eval_bool(&json!({"a": 1, "b": 2, "c": 3})).unwrap());
+    }
+
+    #[test]
+    fn the_record_can_be_bound_to_another_name() {
+        let env = env();
+        let path = Expr::compile_as("other.order.id", &env, "other").unwrap();
+        assert!(matches!(path.kind, Kind::Path(_)));
+        assert_eq!(path.eval(&json!({"order": {"id": 7}})).unwrap(), json!(7));
+        let cel = Expr::compile_as("other.a + '-' + other.b", &env, "other").unwrap();
+        assert_eq!(
+            cel.eval(&json!({"a": "x", "b": "y", "c": 1})).unwrap(),
+            json!("x-y")
+        );
+        let not_event = Expr::compile_as("event.a", &env, "other").unwrap();
+        assert!(
+            not_event.eval(&json!({"a": 1})).is_err(),
+            "event is not bound"
+        );
     }
 
     #[test]

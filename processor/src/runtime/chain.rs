@@ -147,6 +147,30 @@ pub fn push(
     Ok(())
 }
 
+/// Runs `records` of the second input of step `at` (a join's `with`
+/// source) through that step, then what it emits through the steps after
+/// it and into the sinks.
+///
+/// # Errors
+/// When a step stops the pipeline or a sink fails.
+pub fn push_other(
+    steps: &mut [Box<dyn Step>],
+    at: usize,
+    records: Vec<Record>,
+    out: &mut Outputs,
+    m: &Metrics,
+) -> Result<(), RunError> {
+    let Some(step) = steps.get_mut(at) else {
+        return Ok(());
+    };
+    let n_in = records.len() as u64;
+    let mut emit = Emit::default();
+    step.process_other(records, &mut emit)?;
+    m.count_step(at, n_in, emit.out.len() as u64, emit.dropped);
+    let records = out.settle(emit, m)?;
+    push(steps, at + 1, records, out, m)
+}
+
 /// Calls `hook` on each step in order, pushing what it emits downstream.
 fn each(
     steps: &mut [Box<dyn Step>],

@@ -10,6 +10,7 @@ pub mod chain;
 mod metrics;
 mod progress;
 mod serve;
+mod sides;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +29,8 @@ use crate::sink::{self, SinkError};
 use crate::source::{self, SourceError};
 use crate::step::{self, StepError};
 use crate::time::Watermarks;
-use chain::{Outputs, advance, finish, push, tick};
+use chain::{Outputs, advance, finish, push, push_other, tick};
+use sides::Sides;
 
 /// Why a run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -199,8 +201,16 @@ impl Pipeline {
             queue.clone(),
             self.stop.clone(),
         )?;
+        let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop)?;
+        // Both inputs of a join hold the watermark back.
+        let partitions: Vec<i32> = running
+            .partitions
+            .iter()
+            .copied()
+            .chain(sides.partitions())
+            .collect();
         let now = source::now_ms();
-        for p in &running.partitions {
+        for p in &partitions {
             watermarks.register(*p, now);
         }
         self.metrics.ready.store(true, Ordering::Relaxed);
@@ -234,10 +244,17 @@ impl Pipeline {
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
                     }
-                    if let Some(last) = batch.records.iter().map(|r| r.position.offset).max() {
+                    let join = sides.step_of(batch.partition);
+                    if let (None, Some(last)) =
+                        (join, batch.records.iter().map(|r| r.position.offset).max())
+                    {
                         next_offset = next_offset.max(last + 1);
                     }
-                    if let Err(e) = push(&mut steps, 0, batch.records, &mut outputs, &m) {
+                    let pushed = match join {
+                        Some(at) => push_other(&mut steps, at, batch.records, &mut outputs, &m),
+                        None => push(&mut steps, 0, batch.records, &mut outputs, &m),
+                    };
+                    if let Err(e) = pushed {
                         break Err(e);
                     }
                     if let Some(created) = batch.created {
@@ -254,7 +271,7 @@ impl Pipeline {
                 let now = source::now_ms();
                 if !event_time {
                     // Processing time: every partition's clock is now.
-                    for p in &running.partitions {
+                    for p in &partitions {
                         watermarks.observe(*p, now, now);
                     }
                 }
@@ -292,6 +309,7 @@ impl Pipeline {
         outputs.flush()?;
         acknowledge(&mut running, &steps, next_offset);
         let _ = running.handle.join();
+        sides.join();
         Ok(Summary {
             records_in: Metrics::get(&m.records_in),
             records_out: Metrics::get(&m.records_out),

@@ -7,6 +7,7 @@ pub mod cep;
 mod dedupe;
 pub mod enrich;
 mod filter;
+pub mod join;
 mod map;
 mod validate;
 pub mod window;
@@ -82,6 +83,19 @@ pub trait Step: Send {
     /// # Errors
     /// Only when the pipeline must stop (`onFailure: fail`).
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError>;
+
+    /// Processes a batch of the step's second input — the `with` source of
+    /// a `join` — which enters the chain at this step instead of the first.
+    ///
+    /// # Errors
+    /// As [`Step::process`]; a step with one input refuses it.
+    fn process_other(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        let _ = (input, emit);
+        Err(StepError::Unsupported(format!(
+            "{}: a second input",
+            self.name()
+        )))
+    }
 
     /// The watermark advanced to `wm`.
     fn on_watermark(&mut self, wm: i64, emit: &mut Emit) {
@@ -194,7 +208,18 @@ pub fn build_at(
                     &path("enrich"),
                 )?)
             }
-            Some(other) => return Err(StepError::Unsupported(path(other.field()))),
+            Some(StepKind::Join(j)) => {
+                let processing_time = spec.source.event_time.is_none();
+                match join::Join::new(name, j, &env) {
+                    Ok(join) => Box::new(join.in_processing_time(processing_time)),
+                    Err((field, source)) => {
+                        return Err(StepError::Expr {
+                            path: format!("{}.{field}", path("join")),
+                            source,
+                        });
+                    }
+                }
+            }
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),
         };
         steps.push(step);

@@ -1,0 +1,91 @@
+//! Stream-stream interval joins: `spec.steps[*].join` (see `docs/joins.md`
+//! for the exact semantics).
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, TableKafka};
+
+/// Join types, as in SQL: which unmatched records are emitted too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum JoinType {
+    /// Only matched pairs.
+    #[default]
+    Inner,
+    /// Matched pairs, and every left record that matched nothing, with `other: null`.
+    Left,
+    /// Matched pairs, and every right record that matched nothing, as `{"other": <right>}`.
+    Right,
+    /// Matched pairs and the unmatched records of both sides.
+    Full,
+}
+
+impl JoinType {
+    /// Whether left records that matched nothing are emitted.
+    #[must_use]
+    pub fn keeps_left(self) -> bool {
+        matches!(self, Self::Left | Self::Full)
+    }
+
+    /// Whether right records that matched nothing are emitted.
+    #[must_use]
+    pub fn keeps_right(self) -> bool {
+        matches!(self, Self::Right | Self::Full)
+    }
+}
+
+/// `join`: an event-time interval join of the records reaching this step
+/// (the left side) with the records of a second source (the right side).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinStep {
+    /// The other stream: a second source, read next to `spec.source`.
+    pub with: JoinSource,
+    /// `inner` (default), `left`, `right` or `full`.
+    #[serde(default, rename = "type")]
+    pub kind: JoinType,
+    /// Join keys: records join when both keys are equal (and not null).
+    pub on: JoinOn,
+    /// Largest event-time distance between joined records (inclusive):
+    /// `l` and `r` join when `|l.ts - r.ts| <= within`.
+    pub within: Duration,
+}
+
+/// The second input of a join: exactly one source kind, decoded and
+/// timestamped like `spec.source` unless `format` or `eventTime` say otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new(
+    "(has(self.kafka) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.generator) ? 1 : 0) == 1"
+).message("exactly one kind must be set: kafka, file or generator"))]
+pub struct JoinSource {
+    /// A Kafka topic; brokers default to the source's. Not supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<TableKafka>,
+    /// A file of JSON lines (or text lines); bounded. Relative paths are
+    /// resolved against the pipeline file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSource>,
+    /// Synthetic events, deterministic for a seed; bounded when `count` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorSource>,
+    /// How its records are decoded; default `spec.source.format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FormatSpec>,
+    /// Where its event time comes from (CEL over its record as `event`);
+    /// default `spec.source.eventTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// Join keys of both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinOn {
+    /// CEL over the left record, bound to `event`.
+    pub left: String,
+    /// CEL over the right record, bound to `other`.
+    pub right: String,
+}

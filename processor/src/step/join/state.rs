@@ -1,0 +1,268 @@
+//! The interval-join kernel: pure, synchronous state that pairs keyed,
+//! timestamped records of two inputs and releases them as the watermark
+//! passes. The step around it (`super::Join`) evaluates the key expressions.
+//!
+//! # Guarantees
+//! - A left record `l` and a right record `r` with equal keys are paired
+//!   exactly once when `|l.ts - r.ts| <= within`, provided neither was late
+//!   (its time below the watermark when it arrived).
+//! - A record is held until the watermark passes `ts + within` (strictly:
+//!   `wm > ts + within`), then dropped; outer sides are emitted unmatched at
+//!   that moment if they never matched. Held state is therefore bounded by
+//!   the records of the last `within` + out-of-orderness of event time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use tributary_crds::JoinType;
+
+use super::output;
+use crate::record::Record;
+use crate::step::window::key::Key;
+
+/// Which input a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The records reaching the step through the chain.
+    Left,
+    /// The records of the step's `with` source.
+    Right,
+}
+
+/// A record behind the watermark was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Late;
+
+struct Held {
+    rec: Record,
+    matched: bool,
+    seq: u64,
+}
+
+/// The records of one key, both sides.
+#[derive(Default)]
+struct Slot {
+    key: Option<Key>,
+    left: Vec<Held>,
+    right: Vec<Held>,
+    /// Already listed for the purge of the current watermark advance.
+    queued: bool,
+}
+
+/// See the module docs.
+pub struct Kernel {
+    within: i64,
+    kind: JoinType,
+    index: HashMap<Key, usize>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// `(ts + within, slot)` of every held record, earliest first. Entries
+    /// may be stale (the record left with an earlier purge, the slot was
+    /// reused): popping one only triggers a purge, which is idempotent.
+    expiry: BinaryHeap<Reverse<(i64, usize)>>,
+    wm: i64,
+    seq: u64,
+    held: usize,
+}
+
+impl Kernel {
+    /// A kernel pairing records at most `within` ms apart.
+    #[must_use]
+    pub fn new(within: i64, kind: JoinType) -> Self {
+        Self {
+            within: within.max(0),
+            kind,
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            expiry: BinaryHeap::new(),
+            wm: i64::MIN,
+            seq: 0,
+            held: 0,
+        }
+    }
+
+    /// The watermark the kernel last saw.
+    #[must_use]
+    pub fn watermark(&self) -> i64 {
+        self.wm
+    }
+
+    /// Records held, both sides.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// The smallest source offset of a held left record (right records come
+    /// from the `with` source, whose positions nothing acknowledges).
+    #[must_use]
+    pub fn low_water(&self) -> Option<i64> {
+        self.slots
+            .iter()
+            .flat_map(|s| &s.left)
+            .map(|h| h.rec.position.offset)
+            .filter(|&o| o >= 0)
+            .min()
+    }
+
+    fn slot_for(&mut self, key: Key) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            self.slots.len() - 1
+        });
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.key = Some(key.clone());
+        }
+        self.index.insert(key, i);
+        i
+    }
+
+    /// Takes `rec` of `side` with its join `key`, appending the pairs it
+    /// completes to `out`.
+    ///
+    /// # Errors
+    /// [`Late`] when its time is below the watermark: it is not taken.
+    pub fn insert(
+        &mut self,
+        side: Side,
+        key: Key,
+        rec: Record,
+        out: &mut Vec<Record>,
+    ) -> Result<(), Late> {
+        let ts = rec.event_time;
+        if ts < self.wm {
+            return Err(Late);
+        }
+        let i = self.slot_for(key);
+        let within = self.within.unsigned_abs();
+        let Some(slot) = self.slots.get_mut(i) else {
+            return Ok(());
+        };
+        let others = match side {
+            Side::Left => &mut slot.right,
+            Side::Right => &mut slot.left,
+        };
+        let mut matched = false;
+        for o in others.iter_mut() {
+            if ts.abs_diff(o.rec.event_time) <= within {
+                out.push(match side {
+                    Side::Left => output::joined(&rec, &o.rec),
+                    Side::Right => output::joined(&o.rec, &rec),
+                });
+                o.matched = true;
+                matched = true;
+            }
+        }
+        let held = Held {
+            rec,
+            matched,
+            seq: self.seq,
+        };
+        self.seq += 1;
+        match side {
+            Side::Left => slot.left.push(held),
+            Side::Right => slot.right.push(held),
+        }
+        self.held += 1;
+        self.expiry
+            .push(Reverse((ts.saturating_add(self.within), i)));
+        Ok(())
+    }
+
+    /// The watermark reached `wm`: records with `ts + within < wm` can no
+    /// longer match anything that is not late; they leave the state, and
+    /// the outer sides' unmatched ones are appended to `out` in event-time
+    /// order (arrival order among equal times).
+    pub fn advance(&mut self, wm: i64, out: &mut Vec<Record>) {
+        if wm <= self.wm {
+            return;
+        }
+        self.wm = wm;
+        let mut touched = Vec::new();
+        while let Some(&Reverse((deadline, i))) = self.expiry.peek() {
+            if deadline >= wm {
+                break;
+            }
+            self.expiry.pop();
+            if let Some(slot) = self.slots.get_mut(i)
+                && !slot.queued
+            {
+                slot.queued = true;
+                touched.push(i);
+            }
+        }
+        let mut released = Vec::new();
+        let within = self.within;
+        for i in touched {
+            self.purge(
+                i,
+                |h| h.rec.event_time.saturating_add(within) < wm,
+                &mut released,
+            );
+        }
+        self.emit_sorted(released, out);
+    }
+
+    /// Bounded input ended: every held record leaves, the outer sides'
+    /// unmatched ones are appended to `out`.
+    pub fn drain(&mut self, out: &mut Vec<Record>) {
+        self.wm = i64::MAX;
+        let mut released = Vec::new();
+        for i in 0..self.slots.len() {
+            self.purge(i, |_| true, &mut released);
+        }
+        self.expiry.clear();
+        self.emit_sorted(released, out);
+    }
+
+    /// Removes the records of slot `i` that `gone` selects; collects the
+    /// unmatched ones of outer sides, shaped for output, into `released`.
+    fn purge(
+        &mut self,
+        i: usize,
+        gone: impl Fn(&Held) -> bool,
+        released: &mut Vec<(i64, u64, Record)>,
+    ) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        slot.queued = false;
+        let sides: [(&mut Vec<Held>, bool, fn(Record) -> Record); 2] = [
+            (&mut slot.left, self.kind.keeps_left(), output::left_only),
+            (&mut slot.right, self.kind.keeps_right(), output::right_only),
+        ];
+        for (held, keep, shape) in sides {
+            if !held.iter().any(&gone) {
+                continue;
+            }
+            let (out, stay): (Vec<Held>, Vec<Held>) =
+                std::mem::take(held).into_iter().partition(&gone);
+            *held = stay;
+            self.held -= out.len();
+            if keep {
+                released.extend(
+                    out.into_iter()
+                        .filter(|h| !h.matched)
+                        .map(|h| (h.rec.event_time, h.seq, shape(h.rec))),
+                );
+            }
+        }
+        if slot.left.is_empty() && slot.right.is_empty() {
+            if let Some(key) = slot.key.take() {
+                self.index.remove(&key);
+                self.free.push(i);
+            }
+            slot.left.shrink_to(4);
+            slot.right.shrink_to(4);
+        }
+    }
+
+    fn emit_sorted(&self, mut released: Vec<(i64, u64, Record)>, out: &mut Vec<Record>) {
+        released.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+        out.extend(released.into_iter().map(|(_, _, r)| r));
+    }
+}

@@ -1,0 +1,251 @@
+//! The join step on hand-made sequences: each type, the `within` boundary,
+//! expiry by watermark, late records, keys that fail or are null.
+
+use serde_json::{Value, json};
+use tributary_crds::JoinStep;
+
+use super::Join;
+use crate::record::{Position, Record};
+use crate::step::{Emit, Step};
+
+fn join(kind: &str, within: &str) -> Join {
+    let spec: JoinStep = serde_yaml_ng::from_str(&format!(
+        "{{with: {{file: {{path: x}}}}, type: {kind}, on: {{left: event.k, right: other.k}}, within: {within}}}"
+    ))
+    .unwrap();
+    Join::new("join-0".into(), &spec, &crate::expr::env()).unwrap()
+}
+
+fn rec(id: &str, k: Value, ts: i64, offset: i64) -> Record {
+    Record {
+        position: Position {
+            offset,
+            ..Position::default()
+        },
+        ..Record::new(json!({"id": id, "k": k}), ts)
+    }
+}
+
+fn left(j: &mut Join, recs: Vec<Record>) -> Emit {
+    let mut emit = Emit::default();
+    j.process(recs, &mut emit).unwrap();
+    emit
+}
+
+fn right(j: &mut Join, recs: Vec<Record>) -> Emit {
+    let mut emit = Emit::default();
+    j.process_other(recs, &mut emit).unwrap();
+    emit
+}
+
+/// Feeds `l` to the left input, then `r` to the right one; what `r` emits.
+fn feed(j: &mut Join, l: Vec<Record>, r: Vec<Record>) -> Emit {
+    left(j, l);
+    right(j, r)
+}
+
+fn watermark(j: &mut Join, wm: i64) -> Emit {
+    let mut emit = Emit::default();
+    j.on_watermark(wm, &mut emit);
+    emit
+}
+
+/// Each output as `left id / right id` (`-` for a missing side) @ event time.
+fn shown(emit: &Emit) -> Vec<String> {
+    emit.out
+        .iter()
+        .map(|r| {
+            let l = r.value["id"].as_str().unwrap_or("-");
+            let o = r.value["other"]["id"].as_str().unwrap_or("-");
+            format!("{l}/{o}@{}", r.event_time)
+        })
+        .collect()
+}
+
+#[test]
+fn inner_pairs_records_at_most_within_apart_inclusive() {
+    let mut j = join("inner", "10ms");
+    assert!(
+        left(&mut j, vec![rec("l1", json!("a"), 100, 1)])
+            .out
+            .is_empty()
+    );
+    let e = right(
+        &mut j,
+        vec![
+            rec("r1", json!("a"), 110, 1), // exactly within after
+            rec("r2", json!("a"), 90, 2),  // exactly within before
+            rec("r3", json!("a"), 111, 3), // one past
+            rec("r4", json!("a"), 89, 4),  // one before
+            rec("r5", json!("b"), 100, 5), // other key
+        ],
+    );
+    assert_eq!(shown(&e), ["l1/r1@110", "l1/r2@100"]);
+    let e = left(&mut j, vec![rec("l2", json!("a"), 101, 2)]);
+    assert_eq!(shown(&e), ["l2/r1@110", "l2/r3@111"]);
+    let pair = &e.out[0];
+    assert_eq!(pair.value["k"], "a", "left fields are kept");
+    assert_eq!(pair.value["other"], json!({"id": "r1", "k": "a"}));
+    assert_eq!(pair.position.offset, 2, "a pair carries the left position");
+    assert!(
+        watermark(&mut j, i64::MAX).out.is_empty(),
+        "inner emits nothing unmatched"
+    );
+    assert_eq!(j.state_size(), 0);
+}
+
+#[test]
+fn numeric_keys_compare_by_value() {
+    let mut j = join("inner", "0s");
+    left(&mut j, vec![rec("l", json!(1), 5, 0)]);
+    assert_eq!(
+        shown(&right(&mut j, vec![rec("r", json!(1.0), 5, 0)])),
+        ["l/r@5"]
+    );
+}
+
+#[test]
+fn left_emits_unmatched_left_records_once_the_watermark_passes_ts_plus_within() {
+    let mut j = join("left", "10ms");
+    feed(
+        &mut j,
+        vec![rec("l1", json!("a"), 100, 1), rec("l2", json!("a"), 50, 2)],
+        vec![rec("r1", json!("a"), 105, 1), rec("r9", json!("z"), 100, 2)],
+    );
+    assert_eq!(
+        shown(&watermark(&mut j, 60)),
+        Vec::<String>::new(),
+        "50 + 10 is not passed yet"
+    );
+    // A right record exactly at the boundary still joins at wm == ts + within.
+    assert_eq!(
+        shown(&right(&mut j, vec![rec("r2", json!("a"), 60, 3)])),
+        ["l2/r2@60"]
+    );
+    let mut j = join("left", "10ms");
+    feed(
+        &mut j,
+        vec![rec("l1", json!("a"), 100, 1), rec("l2", json!("a"), 50, 2)],
+        vec![rec("r1", json!("a"), 105, 1), rec("r9", json!("z"), 100, 2)],
+    );
+    let e = watermark(&mut j, 61);
+    assert_eq!(shown(&e), ["l2/-@50"]);
+    assert_eq!(e.out[0].value["other"], Value::Null);
+    assert!(
+        watermark(&mut j, 200).out.is_empty(),
+        "l1 matched; emitted once only"
+    );
+    assert_eq!(j.state_size(), 0);
+}
+
+#[test]
+fn right_emits_unmatched_right_records_as_other_only() {
+    let mut j = join("right", "5ms");
+    feed(
+        &mut j,
+        vec![rec("l1", json!("a"), 10, 1), rec("l2", json!("b"), 10, 2)],
+        vec![rec("r1", json!("a"), 12, 1), rec("r2", json!("c"), 11, 2)],
+    );
+    let e = watermark(&mut j, 17);
+    assert_eq!(shown(&e), ["-/r2@11"]);
+    assert_eq!(e.out[0].value, json!({"other": {"id": "r2", "k": "c"}}));
+    assert_eq!(e.out[0].position.offset, Position::DERIVED);
+    assert!(watermark(&mut j, 100).out.is_empty());
+}
+
+#[test]
+fn full_emits_both_sides_unmatched_in_event_time_order() {
+    let full = |j: &mut Join| {
+        feed(
+            j,
+            vec![rec("l1", json!("a"), 30, 1), rec("l2", json!("b"), 10, 2)],
+            vec![rec("r1", json!("a"), 32, 1), rec("r2", json!("c"), 20, 2)],
+        )
+    };
+    let (mut j, mut j2) = (join("full", "5ms"), join("full", "5ms"));
+    assert_eq!(shown(&full(&mut j)), ["l1/r1@32"]);
+    full(&mut j2);
+    let e = watermark(&mut j, 1000);
+    assert_eq!(shown(&e), ["l2/-@10", "-/r2@20"]);
+    let mut e = Emit::default();
+    j2.finish(&mut e);
+    assert_eq!(
+        shown(&e),
+        ["l2/-@10", "-/r2@20"],
+        "the end of input releases the same"
+    );
+}
+
+#[test]
+fn late_records_are_dropped_and_counted() {
+    let mut j = join("full", "10ms");
+    left(&mut j, vec![rec("l1", json!("a"), 100, 1)]);
+    watermark(&mut j, 100);
+    let e = right(&mut j, vec![rec("r1", json!("a"), 99, 1)]);
+    assert_eq!(
+        (e.out.len(), e.late, e.dropped),
+        (0, 1, 1),
+        "late: no pair, no unmatched row"
+    );
+    let e = right(&mut j, vec![rec("r2", json!("a"), 100, 2)]);
+    assert_eq!(shown(&e), ["l1/r2@100"], "at the watermark is not late");
+    assert!(watermark(&mut j, i64::MAX).out.is_empty());
+}
+
+#[test]
+fn state_is_released_by_the_watermark_and_low_water_follows_left_offsets() {
+    let mut j = join("inner", "10ms");
+    assert_eq!(j.low_water(), None);
+    left(
+        &mut j,
+        vec![rec("l1", json!("a"), 100, 7), rec("l2", json!("b"), 200, 8)],
+    );
+    right(&mut j, vec![rec("r1", json!("a"), 100, 1)]);
+    assert_eq!((j.state_size(), j.low_water()), (3, Some(7)));
+    watermark(&mut j, 111);
+    assert_eq!((j.state_size(), j.low_water()), (1, Some(8)));
+    watermark(&mut j, 211);
+    assert_eq!((j.state_size(), j.low_water()), (0, None));
+    // A key seen again after its slot was freed starts afresh.
+    left(&mut j, vec![rec("l3", json!("a"), 300, 9)]);
+    assert_eq!(
+        shown(&right(&mut j, vec![rec("r3", json!("a"), 305, 2)])),
+        ["l3/r3@305"]
+    );
+}
+
+#[test]
+fn failing_keys_go_to_dead_letters_and_null_keys_match_nothing() {
+    let spec: JoinStep = serde_yaml_ng::from_str(
+        "{with: {file: {path: x}}, type: left, on: {left: 'event.k + 1', right: other.k}, within: 1s}",
+    )
+    .unwrap();
+    let mut j = Join::new("j".into(), &spec, &crate::expr::env()).unwrap();
+    let e = left(&mut j, vec![rec("bad", json!("a"), 1, 1)]);
+    assert_eq!(e.dead.len(), 1);
+    assert!(
+        e.dead[0].error.starts_with("on.left: "),
+        "{}",
+        e.dead[0].error
+    );
+    let mut j = join("left", "1s");
+    right(&mut j, vec![Record::new(json!({"id": "r"}), 1)]);
+    let e = left(&mut j, vec![Record::new(json!({"id": "l"}), 1)]);
+    assert_eq!(
+        shown(&e),
+        ["l/-@1"],
+        "a missing key is null: unmatched at once"
+    );
+    assert_eq!(j.state_size(), 0);
+}
+
+#[test]
+fn in_processing_time_a_queued_record_joins_at_the_watermark() {
+    let mut j = join("inner", "0s").in_processing_time(true);
+    watermark(&mut j, 100);
+    left(&mut j, vec![rec("l", json!("a"), 95, 1)]);
+    assert_eq!(
+        shown(&right(&mut j, vec![rec("r", json!("a"), 98, 1)])),
+        ["l/r@100"]
+    );
+}
