@@ -7,6 +7,7 @@ pub mod cep;
 mod dedupe;
 pub mod enrich;
 mod filter;
+mod http;
 mod map;
 mod validate;
 pub mod window;
@@ -194,6 +195,7 @@ pub fn build_at(
                     &path("enrich"),
                 )?)
             }
+            Some(StepKind::Http(h)) => Box::new(http::Http::new(name, h)),
             Some(other) => return Err(StepError::Unsupported(path(other.field()))),
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),
         };
