@@ -274,6 +274,9 @@ fn every_record_lands_through_a_20s_outage_and_the_breaker_holds_the_source() ->
         read <= landed_before + MAX_IN_FLIGHT + 2 * BATCH + 100,
         "the source read {read} records while only {landed_before} had landed: it was not held back"
     );
+    eprintln!(
+        "outage: {landed_before} records had landed when the endpoint went down; the source had read {read} after 20 s down"
+    );
     ensure!(
         distinct(&received).len() as u64 == landed_before,
         "records landed while the endpoint was down"
@@ -305,6 +308,11 @@ fn every_record_lands_through_a_20s_outage_and_the_breaker_holds_the_source() ->
     ensure!(
         ids.len() as u64 == N,
         "unexpected ids: {} distinct for {N}",
+        ids.len()
+    );
+    let total = received.lock().map_or(0, |v| v.len());
+    eprintln!(
+        "landed: {} distinct of {N}, {total} with duplicates",
         ids.len()
     );
     ensure!(
