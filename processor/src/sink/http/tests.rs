@@ -106,3 +106,35 @@ fn a_refused_batch_becomes_dead_letters_and_the_next_goes_on() {
     sink.flush().unwrap();
     assert_eq!(got.lock().unwrap().clone(), vec![json!([{"n": 2}])]);
 }
+
+#[test]
+fn records_refused_at_a_flush_reach_the_dead_letter_sink() {
+    use crate::runtime::Metrics;
+    use crate::runtime::chain::{Outputs, push};
+    use crate::sink::LineSink;
+
+    let (server, _) = collecting(|_| Some(400));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.jsonl");
+    let file = std::fs::File::create(&path).unwrap();
+    let sink = HttpSink::new("out".into(), &spec(server.url(), 3));
+    let mut out = Outputs::new(
+        vec![Box::new(sink)],
+        std::collections::HashMap::new(),
+        Some(Box::new(LineSink::new("dl".into(), Box::new(file)))),
+    );
+    let m = Metrics::default();
+    // Fewer than batchSize records: nothing is sent until the flush.
+    push(&mut [], 0, records(0, 2), &mut out, &m).unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    out.flush(&m).unwrap();
+    let dead: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[1]["record"], json!({"n": 1}));
+    assert_eq!(dead[0]["step"], "sink:out");
+    assert_eq!(Metrics::get(&m.dead_letters), 2);
+}
