@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`pipeline`]: the custom resource and its spec.
-//! - [`source`], [`step`], [`window`], [`cep`], [`sink`]: the spec sections.
+//! - [`source`], [`step`], [`window`], [`cep`], [`http`], [`sink`]: the spec sections.
 //! - [`runtime`]: guarantee, checkpoints, backpressure.
 //! - [`scaling`]: autoscaling, metrics export, pod knobs.
 //! - [`status`]: what the operator reports.
@@ -16,6 +16,7 @@
 pub mod cep;
 pub mod duration;
 pub mod join;
+pub mod http;
 pub mod load;
 pub mod pipeline;
 pub mod runtime;
@@ -31,6 +32,7 @@ pub mod yaml11;
 pub use cep::*;
 pub use duration::{Duration, ParseDurationError};
 pub use join::*;
+pub use http::*;
 pub use load::{LoadedPipeline, load_pipeline};
 pub use pipeline::{StreamPipeline, StreamPipelineSpec};
 pub use runtime::*;

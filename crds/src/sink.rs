@@ -4,7 +4,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::SecretValue;
+use std::collections::BTreeMap;
+
+use crate::{CircuitBreaker, Duration, SecretValue};
 
 /// A sink; exactly one kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
@@ -176,12 +178,48 @@ pub struct PostgresSink {
     pub upsert_key: Vec<String>,
 }
 
-/// An HTTP endpoint.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// An HTTP endpoint that receives batches as JSON arrays (`POST`).
+///
+/// At-least-once: a batch is sent until the endpoint answers 2xx; while it
+/// is down the sink blocks (the circuit breaker paces the attempts), so the
+/// pipeline stops pulling from its source and nothing is lost. A batch the
+/// endpoint refuses for good (4xx other than 408 and 429) goes to the
+/// dead-letter sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpSink {
-    /// URL to POST to.
+    /// URL to POST to (`http://`).
     pub url: String,
+    /// Most records in one request; default 100. Smaller batches are sent
+    /// at each flush (every `checkpoint.interval`, at most 1s).
+    #[serde(default = "crate::http::default_batch_size")]
+    pub batch_size: u32,
+    /// Longest wait for one request; default 5s.
+    #[serde(default = "crate::http::default_timeout")]
+    pub timeout: Duration,
+    /// Pause before retrying a failed request; it doubles with each failure
+    /// (at most `circuitBreaker.openFor`). Default 100ms.
+    #[serde(default = "crate::http::default_backoff")]
+    pub backoff: Duration,
+    /// Extra request headers (not for secrets: they are stored in the spec).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// When to stop calling a failing endpoint and how long to wait before a probe.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+}
+
+impl Default for HttpSink {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            batch_size: crate::http::default_batch_size(),
+            timeout: crate::http::default_timeout(),
+            backoff: crate::http::default_backoff(),
+            headers: BTreeMap::new(),
+            circuit_breaker: CircuitBreaker::default(),
+        }
+    }
 }
 
 /// A Redis stream.

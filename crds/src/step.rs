@@ -6,14 +6,14 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{CepStep, Duration, JoinStep, WindowStep};
+use crate::{CepStep, Duration, HttpStep, JoinStep, WindowStep};
 
 /// One processing step; exactly one kind per step.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "(has(self.filter) ? 1 : 0) + (has(self.map) ? 1 : 0) + (has(self.flatMap) ? 1 : 0) + (has(self.dedupe) ? 1 : 0) + (has(self.validate) ? 1 : 0) + (has(self.enrich) ? 1 : 0) + (has(self.window) ? 1 : 0) + (has(self.cep) ? 1 : 0) + (has(self.anomaly) ? 1 : 0) + (has(self.join) ? 1 : 0) == 1"
-).message("each step must set exactly one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join"))]
+    "(has(self.filter) ? 1 : 0) + (has(self.map) ? 1 : 0) + (has(self.flatMap) ? 1 : 0) + (has(self.dedupe) ? 1 : 0) + (has(self.validate) ? 1 : 0) + (has(self.enrich) ? 1 : 0) + (has(self.window) ? 1 : 0) + (has(self.cep) ? 1 : 0) + (has(self.anomaly) ? 1 : 0) + (has(self.join) ? 1 : 0) + (has(self.http) ? 1 : 0) == 1"
+).message("each step must set exactly one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join, http"))]
 pub struct StepSpec {
     /// Optional name for metrics and dead-letter provenance; default `<kind>-<index>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +48,9 @@ pub struct StepSpec {
     /// Stream-stream interval join with a second source (see `docs/joins.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinStep>,
+    /// Call a user's service (a UDF, usually a sidecar) with batches of records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStep>,
 }
 
 /// The step kinds, borrowed from a [`StepSpec`].
@@ -64,6 +67,7 @@ pub enum StepKind<'a> {
     Cep(&'a CepStep),
     Anomaly(&'a AnomalyStep),
     Join(&'a JoinStep),
+    Http(&'a HttpStep),
 }
 
 impl StepKind<'_> {
@@ -81,6 +85,7 @@ impl StepKind<'_> {
             Self::Cep(_) => "cep",
             Self::Anomaly(_) => "anomaly",
             Self::Join(_) => "join",
+            Self::Http(_) => "http",
         }
     }
 }
@@ -119,6 +124,9 @@ impl StepSpec {
         }
         if let Some(s) = &self.join {
             v.push(StepKind::Join(s));
+        }
+        if let Some(s) = &self.http {
+            v.push(StepKind::Http(s));
         }
         v
     }

@@ -12,6 +12,7 @@
 //! - [`poll`]: wait for a condition with a deadline instead of sleeping.
 //! - [`kafka`]: topics, keyed numbered workloads, read-to-the-end readers,
 //!   result checkers and the toxiproxy switch, for the Kafka pipeline tests.
+//! - [`net`]: a free loopback port and a plain HTTP GET.
 //! - [`process`]: local `tributary run` replicas a test kills, restarts,
 //!   scales and stops.
 //! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
@@ -26,6 +27,7 @@
 pub mod env;
 pub mod fixture;
 pub mod kafka;
+pub mod net;
 pub mod operator;
 pub mod poll;
 pub mod process;

@@ -8,8 +8,10 @@
 //! - [`flow`]: the bounded queue between the source and the engine, with
 //!   the backpressure policies.
 //! - [`time`]: watermarks per partition.
-//! - [`step`]: filter, map, flatMap, dedupe, validate and window steps.
-//! - [`sink`]: stdout, file and null sinks, dead letters.
+//! - [`step`]: filter, map, flatMap, dedupe, validate, window, CEP,
+//!   anomaly, enrich and http (UDF) steps.
+//! - [`sink`]: stdout, file, HTTP and null sinks, dead letters.
+//! - [`http`]: the blocking JSON client of the http step and sink.
 //! - [`runtime`]: the engine loop, metrics and progress.
 //! - `connector`: brokers behind cargo features (`kafka`, on by default).
 
@@ -17,6 +19,7 @@
 pub mod connector;
 pub mod expr;
 pub mod flow;
+pub mod http;
 pub mod record;
 pub mod rng;
 pub mod runtime;

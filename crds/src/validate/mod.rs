@@ -9,6 +9,7 @@ mod cep;
 mod enrich;
 mod expr;
 mod join;
+mod http;
 mod steps;
 
 use std::collections::HashSet;
@@ -179,6 +180,7 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
             }
         }
         [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
+        [SinkKind::Http(h)] => http::validate_http_sink(h, &format!("{path}.http"), errs),
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

@@ -21,7 +21,7 @@ pub(super) fn validate_steps(
         let kind = match kinds.as_slice() {
             [one] => *one,
             [] => {
-                errs.push(&base, "no step kind set; set one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join");
+                errs.push(&base, "no step kind set; set one of filter, map, flatMap, dedupe, validate, enrich, window, cep, anomaly, join, http");
                 continue;
             }
             many => {
@@ -87,6 +87,7 @@ pub(super) fn validate_steps(
             StepKind::Anomaly(a) => super::cep::validate_anomaly(a, &path, errs),
             StepKind::Enrich(e) => super::enrich::validate_enrich(e, &path, spec, errs),
             StepKind::Join(j) => super::join::validate_join(j, &path, spec, errs),
+            StepKind::Http(h) => super::http::validate_http_step(h, &path, spec, errs),
         }
     }
 }

@@ -81,13 +81,23 @@ impl Outputs {
         Ok(())
     }
 
-    /// Makes every sink's buffered writes durable or visible.
+    /// Makes every sink's buffered writes durable or visible. Records a
+    /// sink refused while flushing (an HTTP endpoint's 4xx) go to the
+    /// dead-letter sink, which is flushed last.
     ///
     /// # Errors
     /// When a sink fails.
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        for s in self.all() {
+    pub fn flush(&mut self, m: &Metrics) -> Result<(), SinkError> {
+        let mut rejected = Vec::new();
+        for s in self.main.iter_mut().chain(self.named.values_mut()) {
             s.flush()?;
+            rejected.extend(s.take_rejected());
+        }
+        for d in rejected {
+            self.dead_letter(d, m)?;
+        }
+        if let Some(dead) = &mut self.dead {
+            dead.flush()?;
         }
         Ok(())
     }

@@ -293,7 +293,7 @@ impl Pipeline {
             }
             if last_flush.elapsed() >= flush_every {
                 last_flush = Instant::now();
-                outputs.flush()?;
+                outputs.flush(&m)?;
                 acknowledge(&mut running, &steps, next_offset);
             }
             if watermarks.all_ended() && queue.is_empty() {
@@ -306,7 +306,7 @@ impl Pipeline {
             advance(&mut steps, i64::MAX, &mut outputs, &m)?;
             finish(&mut steps, &mut outputs, &m)?;
         }
-        outputs.flush()?;
+        outputs.flush(&m)?;
         acknowledge(&mut running, &steps, next_offset);
         let _ = running.handle.join();
         sides.join();

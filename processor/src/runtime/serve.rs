@@ -211,7 +211,14 @@ fn respond(stream: TcpStream, registry: &Registry, metrics: &Metrics) -> std::io
             let mut buf = Vec::new();
             TextEncoder::new()
                 .encode(
-                    &[registry.gather(), metrics.registry.gather()].concat(),
+                    // The default registry holds the process-wide HTTP
+                    // step and sink metrics (see `crate::http::metrics`).
+                    &[
+                        registry.gather(),
+                        metrics.registry.gather(),
+                        prometheus::gather(),
+                    ]
+                    .concat(),
                     &mut buf,
                 )
                 .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -3,9 +3,12 @@
 //! # Guarantees
 //! `stdout`, `file` and `blackhole` are at-least-once: a crash may lose what is
 //! buffered since the last flush, and a rerun writes everything again.
+//! `http` is at-least-once too, and blocks while its endpoint is down (see
+//! [`http`]).
 
 mod dead_letter;
 mod file;
+pub mod http;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -145,6 +148,7 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             Ok(Box::new(LineSink::new(name, Box::new(file))))
         }
         Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
+        Some(SinkKind::Http(h)) => Ok(Box::new(http::HttpSink::new(name, h))),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),

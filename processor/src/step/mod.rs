@@ -8,6 +8,7 @@ mod dedupe;
 pub mod enrich;
 mod filter;
 pub mod join;
+mod http;
 mod map;
 mod validate;
 pub mod window;
@@ -220,6 +221,7 @@ pub fn build_at(
                     }
                 }
             }
+            Some(StepKind::Http(h)) => Box::new(http::Http::new(name, h)),
             None => return Err(StepError::Unsupported(format!("spec.steps[{i}]"))),
         };
         steps.push(step);

@@ -374,7 +374,7 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<bool, RunError> {
-        if let Err(e) = self.outputs.flush() {
+        if let Err(e) = self.outputs.flush(&self.metrics) {
             tracing::warn!(error = %e, "a sink failed to acknowledge; rewinding every task to the last checkpoint (output may repeat)");
             self.rewind(consumer)?;
             return Ok(false);
