@@ -26,8 +26,23 @@ pub use source::start;
 type Exe = pulsar::TokioExecutor;
 
 /// A connection to the broker at `url`.
+///
+/// The client's defaults give up on a send after 30 s and back off up to
+/// 30 s between reconnects: a broker restart (down 20 s, ~15 s to start)
+/// would fail the run. These ride through about two minutes of outage,
+/// reconnecting every 5 s at most; the sink's flush (and so the source's
+/// acknowledgements) waits meanwhile.
 async fn connect(url: &str) -> Result<pulsar::Pulsar<Exe>, pulsar::Error> {
     pulsar::Pulsar::builder(url, pulsar::TokioExecutor)
+        .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+            max_backoff: std::time::Duration::from_secs(5),
+            max_retries: 30,
+            ..pulsar::ConnectionRetryOptions::default()
+        })
+        .with_operation_retry_options(pulsar::OperationRetryOptions {
+            operation_timeout: std::time::Duration::from_secs(120),
+            ..pulsar::OperationRetryOptions::default()
+        })
         .build()
         .await
 }
