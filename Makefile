@@ -9,6 +9,10 @@ test: lint unit e2e
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@# The Pulsar connector (feature `pulsar`) compiles its protocol with protoc.
+	@if command -v protoc >/dev/null; then \
+	  cargo clippy -p tributary-processor --features pulsar --all-targets -- -D warnings; \
+	else echo "lint: protoc not installed; the pulsar feature is not linted (apt-get install protobuf-compiler)"; fi
 
 unit:
 	cargo test -p tributary-crds -p tributary-processor -p tributary-operator

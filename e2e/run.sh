@@ -40,7 +40,9 @@ echo "e2e: test bed up after $((SECONDS - start))s" >&2
 # shellcheck disable=SC1090
 . "$("$TESTBED" env-file)"
 
-cargo build -p tributary-processor --bin tributary
+# Every connector, Pulsar included (its build needs protoc, which the test
+# bed installs).
+cargo build -p tributary-processor --bin tributary --features pulsar
 export TRIBUTARY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tributary"
 # The operator e2e tests run it as a local process (kwok runs no pods).
 cargo build -p tributary-operator --bin tributary-operator

@@ -12,8 +12,8 @@ use crate::{CircuitBreaker, Duration, SecretValue};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "(has(self.kafka) ? 1 : 0) + (has(self.kinesis) ? 1 : 0) + (has(self.postgres) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.redisStreams) ? 1 : 0) + (has(self.nats) ? 1 : 0) + (has(self.pubsub) ? 1 : 0) + (has(self.stdout) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.blackhole) ? 1 : 0) == 1"
-).message("exactly one sink kind must be set: kafka, kinesis, postgres, http, redisStreams, nats, pubsub, stdout, file or blackhole"))]
+    "(has(self.kafka) ? 1 : 0) + (has(self.kinesis) ? 1 : 0) + (has(self.postgres) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.redisStreams) ? 1 : 0) + (has(self.nats) ? 1 : 0) + (has(self.pubsub) ? 1 : 0) + (has(self.pulsar) ? 1 : 0) + (has(self.stdout) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.blackhole) ? 1 : 0) == 1"
+).message("exactly one sink kind must be set: kafka, kinesis, postgres, http, redisStreams, nats, pubsub, pulsar, stdout, file or blackhole"))]
 pub struct SinkSpec {
     /// Unique name among the sinks (used by `sideOutput:<name>` and metrics). Optional for `deadLetter`.
     #[serde(default)]
@@ -39,6 +39,9 @@ pub struct SinkSpec {
     /// Publish to a Pub/Sub topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pubsub: Option<PubSubSink>,
+    /// Publish to an Apache Pulsar topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<PulsarSink>,
     /// One JSON value per line on standard output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<StdoutSink>,
@@ -61,6 +64,7 @@ pub enum SinkKind<'a> {
     RedisStreams(&'a RedisStreamsSink),
     Nats(&'a NatsSink),
     PubSub(&'a PubSubSink),
+    Pulsar(&'a PulsarSink),
     Stdout(&'a StdoutSink),
     File(&'a FileSink),
     Blackhole(&'a BlackholeSink),
@@ -78,6 +82,7 @@ impl SinkKind<'_> {
             Self::RedisStreams(_) => "redisStreams",
             Self::Nats(_) => "nats",
             Self::PubSub(_) => "pubsub",
+            Self::Pulsar(_) => "pulsar",
             Self::Stdout(_) => "stdout",
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
@@ -110,6 +115,9 @@ impl SinkSpec {
         }
         if let Some(s) = &self.pubsub {
             v.push(SinkKind::PubSub(s));
+        }
+        if let Some(s) = &self.pulsar {
+            v.push(SinkKind::Pulsar(s));
         }
         if let Some(s) = &self.stdout {
             v.push(SinkKind::Stdout(s));
@@ -250,6 +258,20 @@ pub struct PubSubSink {
     pub project: String,
     /// Topic.
     pub topic: String,
+}
+
+/// An Apache Pulsar topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PulsarSink {
+    /// `pulsar://host:6650`.
+    pub service_url: String,
+    /// Topic, e.g. `persistent://public/default/orders` or a short name
+    /// (`orders` means `persistent://public/default/orders`).
+    pub topic: String,
+    /// CEL expression for the message key; default the record's own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Standard output.

@@ -29,7 +29,7 @@ pub struct SourceSpec {
     /// Pull from a Google Cloud Pub/Sub subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pubsub: Option<PubSubSource>,
-    /// Consume an Apache Pulsar topic. Not supported yet.
+    /// Consume an Apache Pulsar topic through a shared or key-shared subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulsar: Option<PulsarSource>,
     /// Synthetic events, deterministic for a seed; bounded when `count` is set.
@@ -324,16 +324,46 @@ pub struct PubSubSource {
     pub endpoint: Option<String>,
 }
 
-/// `spec.source.pulsar`. Not supported yet.
+/// `spec.source.pulsar`: every replica joins one subscription; the broker
+/// spreads messages over them and redelivers what a dead replica did not
+/// acknowledge.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PulsarSource {
     /// `pulsar://host:6650`.
     pub service_url: String,
-    /// Topic.
+    /// Topic, e.g. `persistent://public/default/orders` or a short name
+    /// (`orders` means `persistent://public/default/orders`).
     pub topic: String,
-    /// Subscription name.
+    /// Subscription name (durable: it keeps its position while no replica runs).
     pub subscription: String,
+    /// How the subscription spreads messages over the replicas.
+    #[serde(default)]
+    pub subscription_type: PulsarSubscriptionType,
+    /// Where a subscription that does not exist yet starts.
+    #[serde(default)]
+    pub initial_position: PulsarInitialPosition,
+}
+
+/// How a Pulsar subscription spreads messages over its consumers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PulsarSubscriptionType {
+    /// Any message to any replica (round robin); no order.
+    #[default]
+    Shared,
+    /// Messages with the same key always to the same replica, in order.
+    KeyShared,
+}
+
+/// Where a new Pulsar subscription starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PulsarInitialPosition {
+    /// The oldest message the topic retains.
+    #[default]
+    Earliest,
+    /// Only messages published after the subscription was created.
+    Latest,
 }
 
 /// Synthetic workloads of the generator.

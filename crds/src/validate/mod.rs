@@ -117,6 +117,12 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                     }
                 }
             }
+            SourceKind::Pulsar(p) => {
+                pulsar_target(&p.service_url, &p.topic, "spec.source.pulsar", errs);
+                if p.subscription.trim().is_empty() {
+                    errs.push("spec.source.pulsar.subscription", "must not be empty");
+                }
+            }
             other => errs.push(
                 format!("spec.source.{}", other.field()),
                 not_supported(&format!("the {} source", other.field())),
@@ -157,6 +163,24 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
     }
 }
 
+/// A Pulsar service URL and topic, shared by the source and the sink.
+fn pulsar_target(url: &str, topic: &str, path: &str, errs: &mut Errors) {
+    if url.starts_with("pulsar+ssl://") {
+        errs.push(
+            format!("{path}.serviceUrl"),
+            not_supported("Pulsar over TLS (pulsar+ssl://)") + "; use pulsar://",
+        );
+    } else if !url.starts_with("pulsar://") {
+        errs.push(
+            format!("{path}.serviceUrl"),
+            "must be a pulsar:// URL, e.g. pulsar://pulsar:6650",
+        );
+    }
+    if topic.trim().is_empty() {
+        errs.push(format!("{path}.topic"), "must not be empty");
+    }
+}
+
 fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Errors) {
     match sink.kinds().as_slice() {
         [SinkKind::Kafka(k)] => {
@@ -177,6 +201,12 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
         [SinkKind::File(f)] => {
             if f.path.trim().is_empty() {
                 errs.push(format!("{path}.file.path"), "must not be empty");
+            }
+        }
+        [SinkKind::Pulsar(p)] => {
+            pulsar_target(&p.service_url, &p.topic, &format!("{path}.pulsar"), errs);
+            if let Some(key) = &p.key {
+                expr::check_into(key, &format!("{path}.pulsar.key"), &["event"], errs);
             }
         }
         [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
@@ -324,5 +354,7 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
     }
 }
 
+#[cfg(test)]
+mod pulsar_tests;
 #[cfg(test)]
 mod tests;

@@ -39,4 +39,64 @@ impl DeadLetter {
             "record": self.record.value,
         })
     }
+
+    /// [`to_json`](Self::to_json) serialized into `buf` (cleared first);
+    /// when that exceeds `max` bytes the record itself is replaced by a
+    /// note, so the provenance still reaches a size-limited broker.
+    ///
+    /// # Errors
+    /// When the JSON cannot be written.
+    pub fn write_within(&self, buf: &mut Vec<u8>, max: usize) -> serde_json::Result<()> {
+        buf.clear();
+        let mut json = self.to_json();
+        serde_json::to_writer(&mut *buf, &json)?;
+        if buf.len() > max {
+            json["record"] =
+                Value::String(format!("<{} bytes, over the limit of {max}>", buf.len()));
+            buf.clear();
+            serde_json::to_writer(&mut *buf, &json)?;
+        }
+        Ok(())
+    }
+
+    /// The provenance as broker headers / message properties.
+    #[must_use]
+    pub fn provenance(&self) -> [(&'static str, String); 5] {
+        let pos = &self.record.position;
+        [
+            ("tributary.source.topic", pos.source.to_string()),
+            ("tributary.source.partition", pos.partition.to_string()),
+            ("tributary.source.offset", pos.offset.to_string()),
+            ("tributary.step", self.step.clone()),
+            ("tributary.error", self.error.clone()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_dead_letter_keeps_its_provenance_and_drops_the_record() {
+        let big = Record::new(json!({"blob": "x".repeat(1000)}), 5);
+        let d = DeadLetter::new("validate-1", "too big", big);
+        let mut buf = Vec::new();
+        d.write_within(&mut buf, 100_000).unwrap();
+        let whole: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(whole["record"]["blob"].as_str().map(str::len), Some(1000));
+        d.write_within(&mut buf, 200).unwrap();
+        let slim: Value = serde_json::from_slice(&buf).unwrap();
+        assert!(
+            slim["record"]
+                .as_str()
+                .unwrap()
+                .contains("over the limit of 200")
+        );
+        assert_eq!(slim["step"], "validate-1");
+        assert_eq!(
+            d.provenance()[3],
+            ("tributary.step", "validate-1".to_owned())
+        );
+    }
 }

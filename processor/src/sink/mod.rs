@@ -149,6 +149,15 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
         }
         Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
         Some(SinkKind::Http(h)) => Ok(Box::new(http::HttpSink::new(name, h))),
+        #[cfg(feature = "pulsar")]
+        Some(SinkKind::Pulsar(p)) => Ok(Box::new(crate::connector::pulsar::PulsarSink::open(
+            name, p,
+        )?)),
+        #[cfg(not(feature = "pulsar"))]
+        Some(SinkKind::Pulsar(_)) => Err(SinkError::Unsupported {
+            name,
+            kind: "pulsar (this build has no Pulsar support: build with --features pulsar)",
+        }),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
@@ -160,8 +169,32 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
     }
 }
 
+/// A broker key's string form: a string as is, `null` as no key, else its JSON.
+#[must_use]
+pub fn key_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// Writes `value` and a newline.
 pub(crate) fn write_line(w: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
     serde_json::to_writer(&mut *w, value)?;
     w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_string;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_strings_as_is_and_other_values_as_json() {
+        assert_eq!(key_string(&json!("u1")).as_deref(), Some("u1"));
+        assert_eq!(key_string(&json!(42)).as_deref(), Some("42"));
+        assert_eq!(key_string(&json!(null)), None);
+        assert_eq!(key_string(&json!({"a": 1})).as_deref(), Some(r#"{"a":1}"#));
+    }
 }

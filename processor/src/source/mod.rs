@@ -152,6 +152,12 @@ pub fn start(
                 acker: None,
             })
         }
+        #[cfg(feature = "pulsar")]
+        Some(SourceKind::Pulsar(p)) => crate::connector::pulsar::start(p, decoder, queue, stop),
+        #[cfg(not(feature = "pulsar"))]
+        Some(SourceKind::Pulsar(_)) => Err(SourceError::Unsupported(
+            "pulsar (this build has no Pulsar support: build with --features pulsar)",
+        )),
         Some(other) => Err(SourceError::Unsupported(other.field())),
         None => Err(SourceError::Missing),
     }

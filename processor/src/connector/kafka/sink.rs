@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::expr::Expr;
 use crate::record::Record;
-use crate::sink::{DeadLetter, Sink, SinkError};
+use crate::sink::{DeadLetter, Sink, SinkError, key_string};
 
 use super::KafkaError;
 
@@ -196,15 +196,6 @@ impl KafkaSink {
     }
 }
 
-/// The key's string form: a string as is, `null` as no key, else its JSON.
-fn key_string(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
 fn headers_of(pairs: &[(String, String)]) -> Option<OwnedHeaders> {
     if pairs.is_empty() {
         return None;
@@ -273,32 +264,11 @@ impl Sink for KafkaSink {
     fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         let producer = self.producer.get();
         for d in letters {
-            self.buf.clear();
-            serde_json::to_writer(&mut self.buf, &d.to_json())
+            d.write_within(&mut self.buf, self.max_bytes)
                 .map_err(|e| self.err(format!("encoding a dead letter: {e}")))?;
-            if self.buf.len() > self.max_bytes {
-                // Keep the provenance, drop the oversized record itself.
-                let mut slim = d.to_json();
-                slim["record"] = Value::String(format!(
-                    "<{} bytes, over the limit of {}>",
-                    self.buf.len(),
-                    self.max_bytes
-                ));
-                self.buf.clear();
-                serde_json::to_writer(&mut self.buf, &slim)
-                    .map_err(|e| self.err(format!("encoding a dead letter: {e}")))?;
-            }
-            let pos = &d.record.position;
-            let (partition, offset) = (pos.partition.to_string(), pos.offset.to_string());
-            let pairs = [
-                ("tributary.source.topic", &*pos.source),
-                ("tributary.source.partition", partition.as_str()),
-                ("tributary.source.offset", offset.as_str()),
-                ("tributary.step", d.step.as_str()),
-                ("tributary.error", d.error.as_str()),
-            ];
+            let pairs = d.provenance();
             let mut h = OwnedHeaders::new_with_capacity(pairs.len());
-            for (k, v) in pairs {
+            for (k, v) in &pairs {
                 h = h.insert(Header {
                     key: k,
                     value: Some(v.as_bytes()),
@@ -332,20 +302,5 @@ impl Sink for KafkaSink {
 
     fn take_rejected(&mut self) -> Vec<DeadLetter> {
         std::mem::take(&mut self.rejected)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn keys_are_strings_as_is_and_other_values_as_json() {
-        assert_eq!(key_string(&json!("u1")).as_deref(), Some("u1"));
-        assert_eq!(key_string(&json!(42)).as_deref(), Some("42"));
-        assert_eq!(key_string(&json!(null)), None);
-        assert_eq!(key_string(&json!({"a": 1})).as_deref(), Some(r#"{"a":1}"#));
     }
 }
