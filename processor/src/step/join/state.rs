@@ -49,6 +49,9 @@ struct Slot {
     queued: bool,
 }
 
+/// How an unmatched record of one side is shaped for output.
+type Shape = fn(Record) -> Record;
+
 /// See the module docs.
 pub struct Kernel {
     within: i64,
@@ -231,7 +234,7 @@ impl Kernel {
             return;
         };
         slot.queued = false;
-        let sides: [(&mut Vec<Held>, bool, fn(Record) -> Record); 2] = [
+        let sides: [(&mut Vec<Held>, bool, Shape); 2] = [
             (&mut slot.left, self.kind.keeps_left(), output::left_only),
             (&mut slot.right, self.kind.keeps_right(), output::right_only),
         ];
