@@ -357,15 +357,21 @@ impl Step for Cep {
     }
 
     fn low_water(&self) -> Option<i64> {
+        // Derived records (offset −1, e.g. window results) hold no input
+        // position: skip them rather than let one hide the real minimum.
         let mut low = i64::MAX;
+        let mut see = |offset: i64| {
+            if offset >= 0 {
+                low = low.min(offset);
+            }
+        };
         for b in self.buffer.values() {
-            low = low.min(b.event.offset);
+            see(b.event.offset);
         }
         for s in self.states.values() {
-            s.matcher.for_each_payload(|e| low = low.min(e.offset));
+            s.matcher.for_each_payload(|e| see(e.offset));
         }
-        // Derived records (offset −1) hold no input position.
-        (low != i64::MAX && low >= 0).then_some(low)
+        (low != i64::MAX).then_some(low)
     }
 }
 

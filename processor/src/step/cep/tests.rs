@@ -235,6 +235,19 @@ fn low_water_is_the_oldest_offset_held_and_replayed_matches_are_marked() {
 }
 
 #[test]
+fn a_held_derived_record_does_not_hide_the_oldest_input_offset() {
+    let mut c = cep(&format!(
+        "{{keyBy: [event.key], pattern: {{{AB}, within: 100ms}}, emit: {{name: p}}}}"
+    ));
+    let mut emit = Emit::default();
+    let mut recs = records("a1@1 a2@2");
+    recs[0].position.offset = crate::record::Position::DERIVED;
+    recs[1].position.offset = 7;
+    c.process(recs, &mut emit).unwrap();
+    assert_eq!(c.low_water(), Some(7), "the window result holds no offset");
+}
+
+#[test]
 fn in_processing_time_a_queued_record_is_not_late() {
     let spec = format!("{{pattern: {{{AB}, within: 100ms}}, emit: {{name: p}}}}");
     let mut c = cep(&spec).in_processing_time(true);
