@@ -112,9 +112,9 @@ fn an_unknown_variable_in_an_expression_is_named() {
 #[test]
 fn an_unsupported_source_is_named() {
     let spec = resource(&format!(
-        "  source: {{kinesis: {{stream: clicks, region: us-east-1}}}}\n{STDOUT}"
+        "  source: {{pulsar: {{serviceUrl: 'pulsar://p:6650', topic: t, subscription: s}}}}\n{STDOUT}"
     ));
-    assert_rejected(&spec, "spec.source.kinesis", &["not supported yet"]);
+    assert_rejected(&spec, "spec.source.pulsar", &["not supported yet"]);
 }
 
 #[test]
