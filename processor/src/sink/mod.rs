@@ -145,6 +145,10 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             Ok(Box::new(LineSink::new(name, Box::new(file))))
         }
         Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
+        #[cfg(feature = "kinesis")]
+        Some(SinkKind::Kinesis(k)) => Ok(Box::new(crate::connector::kinesis::KinesisSink::open(
+            name, k,
+        )?)),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
