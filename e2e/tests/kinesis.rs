@@ -222,6 +222,7 @@ fn fleet(bed: &TestBed, yaml: &str) -> Result<Fleet> {
     let vars: Vec<(&str, &str)> = bed.vars().collect();
     let mut env = vars;
     env.push(("RUST_LOG", "info"));
+    env.push(("TRIBUTARY_METRICS_ADDR", "127.0.0.1:0"));
     Ok(Fleet::new(&tributary_bin(), yaml, &env)?)
 }
 
@@ -388,6 +389,22 @@ async fn a_reshard_mid_run_loses_nothing_and_keeps_the_order_per_key() -> Result
         l.values().filter(|(_, _, p)| !p.is_empty()).count() == 4,
         "{l:?}"
     );
+    // MillisBehindLatest of every shard read is a gauge on /metrics.
+    let metrics = scrape(&fleet).await?;
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("tributary_kinesis_millis_behind_latest{") && l.contains(shard))
+            .with_context(|| format!("no lag gauge for {shard} in\n{metrics}"))?;
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        ensure!(value.parse::<f64>().is_ok_and(|v| v >= 0.0), "{line}");
+    }
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tributary_kinesis_leases{") && l.ends_with(" 2")),
+        "the replica should hold the 2 parent leases:\n{metrics}"
+    );
     // The bad record went to the dead-letter sink, naming its shard and
     // sequence number.
     let dead = std::fs::read_to_string(dlq.path())?;
@@ -408,6 +425,21 @@ async fn a_reshard_mid_run_loses_nothing_and_keeps_the_order_per_key() -> Result
     );
     fleet.stop(0, Duration::from_secs(30)).await?;
     Ok(())
+}
+
+/// The `/metrics` text of the fleet's first replica (its address is in
+/// its log: it binds `TRIBUTARY_METRICS_ADDR=127.0.0.1:0`).
+async fn scrape(fleet: &Fleet) -> Result<String> {
+    let log = std::fs::read_to_string(fleet.dir().join("replica-0.1.log"))?;
+    let bound = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["fields"]["bound"].as_str().map(str::to_owned))
+        .with_context(|| format!("no metrics address in the log:\n{log}"))?;
+    Ok(reqwest::get(format!("http://{bound}/metrics"))
+        .await?
+        .text()
+        .await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
