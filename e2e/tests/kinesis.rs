@@ -581,3 +581,125 @@ async fn latest_skips_what_came_before_and_at_timestamp_starts_there() -> Result
     fleet.stop(0, Duration::from_secs(30)).await?;
     Ok(())
 }
+
+/// A toxiproxy proxy in front of moto, deleted when dropped.
+struct MotoProxy {
+    api: String,
+    name: String,
+    /// `http://host:port` of the proxy's listener.
+    endpoint: String,
+}
+
+impl MotoProxy {
+    async fn create(bed: &TestBed) -> Result<Self> {
+        let api = bed.var("TOXIPROXY_URL")?.to_owned();
+        let name = unique("moto");
+        let upstream = bed
+            .var("AWS_ENDPOINT_URL")?
+            .trim_start_matches("http://")
+            .to_owned();
+        let resp = reqwest::Client::new()
+            .post(format!("{api}/proxies"))
+            .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true}))
+            .send()
+            .await?;
+        ensure!(
+            resp.status().is_success(),
+            "creating proxy {name}: {}",
+            resp.status()
+        );
+        let created: Value = resp.json().await?;
+        let listen = created["listen"].as_str().context("proxy without listen")?;
+        Ok(Self {
+            endpoint: format!("http://{listen}"),
+            api,
+            name,
+        })
+    }
+
+    async fn set(&self, enabled: bool) -> Result<()> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/proxies/{}", self.api, self.name))
+            .json(&json!({"enabled": enabled}))
+            .send()
+            .await?;
+        ensure!(
+            resp.status().is_success(),
+            "toggling {}: {}",
+            self.name,
+            resp.status()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for MotoProxy {
+    fn drop(&mut self) {
+        let url = format!("{}/proxies/{}", self.api, self.name);
+        // Best effort: a leftover proxy only holds a loopback port.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(async { reqwest::Client::new().delete(url).send().await }))
+        })
+        .join();
+    }
+}
+
+/// The sink's endpoint goes through a proxy that is cut for 20 s mid-run:
+/// the flush retries (the replica waits, it does not fail), and every
+/// record lands once the endpoint is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_rides_out_20_seconds_without_its_endpoint() -> Result<()> {
+    let bed = bed();
+    let (kinesis, _) = clients(&bed).await?;
+    let proxy = MotoProxy::create(&bed).await?;
+    let (input, out, table) = (
+        unique("kin-cut-in"),
+        unique("kin-cut-out"),
+        unique("kin-cut-leases"),
+    );
+    aws_common::create_stream(&kinesis, &input, 2).await?;
+    aws_common::create_stream(&kinesis, &out, 1).await?;
+    let yaml = pipeline(&bed, &input, &out, &table, "")?.replace(
+        &format!(
+            "stream: {out}, region: {}, endpoint: '{}'",
+            bed.var("AWS_REGION")?,
+            bed.var("AWS_ENDPOINT_URL")?
+        ),
+        &format!(
+            "stream: {out}, region: {}, endpoint: '{}'",
+            bed.var("AWS_REGION")?,
+            proxy.endpoint
+        ),
+    );
+    ensure!(
+        yaml.contains(&proxy.endpoint),
+        "the sink should write through the proxy:\n{yaml}"
+    );
+    let mut fleet = fleet(&bed, &yaml)?;
+    fleet.add()?;
+    put_numbers(&kinesis, &input, 0..500).await?;
+    wait_for(&kinesis, &out, 0..500, &mut fleet).await?;
+    proxy.set(false).await?;
+    put_numbers(&kinesis, &input, 500..1000).await?;
+    // The outage itself: 20 s during which nothing can land.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    fleet.check_alive()?;
+    let during = arrived(&kinesis, &out, 500..1000).await?;
+    ensure!(
+        during.is_empty(),
+        "records landed through a cut proxy: {during:?}"
+    );
+    proxy.set(true).await?;
+    let landed = wait_for(&kinesis, &out, 0..1000, &mut fleet).await?;
+    let a = arrivals(&landed)?;
+    println!(
+        "kinesis sink outage test: 1000 records, {} duplicates",
+        a.duplicates
+    );
+    check_order(&a)?;
+    fleet.stop(0, Duration::from_secs(30)).await?;
+    Ok(())
+}

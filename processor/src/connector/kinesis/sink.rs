@@ -6,8 +6,9 @@
 //! entries a call reports as failed (throttled, internal errors) are
 //! retried alone with backoff, so a retried record may be written twice
 //! (the first attempt may have landed) and may come after later records
-//! of its partition key. After [`ATTEMPTS`] tries the flush fails and the
-//! run stops, so a checkpoint never covers a lost record.
+//! of its partition key. While entries fail the flush waits (backpressure);
+//! after [`RETRY_FOR`] it fails and the run stops, so a checkpoint never
+//! covers a lost record.
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
@@ -21,8 +22,10 @@ use crate::expr::Expr;
 use crate::record::Record;
 use crate::sink::{DeadLetter, Sink, SinkError};
 
-/// Tries per entry before a flush fails (about 30 s of backoff).
-pub const ATTEMPTS: u32 = 10;
+/// How long a flush keeps retrying failed entries before it fails: long
+/// enough to ride out a stream or network outage of a minute or two (the
+/// engine waits meanwhile, and the source pauses when its queue is full).
+pub const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Buffered entries that trigger a send before the flush (bounds memory).
 const EAGER: usize = 5 * super::batch::MAX_RECORDS;
@@ -101,6 +104,7 @@ impl KinesisSink {
     fn send(&mut self) -> Result<(), SinkError> {
         let mut pending = std::mem::take(&mut self.buf);
         let mut attempt = 0;
+        let give_up = std::time::Instant::now() + RETRY_FOR;
         while !pending.is_empty() {
             attempt += 1;
             let failed = self
@@ -110,10 +114,11 @@ impl KinesisSink {
             if failed.entries.is_empty() {
                 break;
             }
-            if attempt >= ATTEMPTS {
+            if std::time::Instant::now() + backoff(attempt) > give_up {
                 return Err(self.err(format!(
-                    "{} records still failing after {ATTEMPTS} attempts (last error: {})",
+                    "{} records still failing after {attempt} attempts over {}s (last error: {})",
                     failed.entries.len(),
+                    RETRY_FOR.as_secs(),
                     failed.last_error
                 )));
             }
