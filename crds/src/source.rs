@@ -244,7 +244,7 @@ pub enum KinesisStart {
 }
 
 /// `spec.source.kinesis`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.startFrom != 'AT_TIMESTAMP' || has(self.atTimestamp)").message("atTimestamp is required when startFrom is AT_TIMESTAMP"))]
 pub struct KinesisSource {
@@ -264,6 +264,38 @@ pub struct KinesisSource {
     /// A Secret with `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; absent = the pod's default credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialsRef>,
+    /// DynamoDB table of shard leases and checkpoints, shared by the
+    /// replicas (created on demand); default `tributary-<namespace>-<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_table: Option<String>,
+    /// A lease whose owner has not renewed it for this long is expired and
+    /// may be taken by another replica; owners renew every third of it.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: Duration,
+    /// This replica's name in the lease table; default the pod name
+    /// (`POD_NAME`), else the host name. Must differ between replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_id: Option<String>,
+}
+
+fn default_lease_duration() -> Duration {
+    Duration::from_millis(10_000)
+}
+
+impl Default for KinesisSource {
+    fn default() -> Self {
+        Self {
+            stream: String::new(),
+            region: String::new(),
+            endpoint: None,
+            start_from: KinesisStart::default(),
+            at_timestamp: None,
+            credentials: None,
+            lease_table: None,
+            lease_duration: default_lease_duration(),
+            consumer_id: None,
+        }
+    }
 }
 
 /// A whole Secret used as credentials.

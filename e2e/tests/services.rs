@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{Value, json};
 use tributary_e2e::fixture::{testbed as bed, unique};
-use tributary_e2e::poll::{self, Deadline};
+use tributary_e2e::poll::Deadline;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -19,31 +19,9 @@ async fn kinesis_create_put_get_through_moto() -> Result<()> {
     let bed = bed();
     let kinesis = aws_sdk_kinesis::Client::new(&aws_common::config(&bed).await?);
     let stream = unique("smoke");
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(1)
-        .send()
-        .await?;
+    aws_common::create_stream(&kinesis, &stream, 1).await?;
     let kinesis = &kinesis;
     let stream = &stream;
-    poll::until(
-        "the stream to become ACTIVE",
-        WAIT,
-        Duration::from_millis(200),
-        || async move {
-            let d = kinesis
-                .describe_stream_summary()
-                .stream_name(stream)
-                .send()
-                .await?;
-            let active = d
-                .stream_description_summary()
-                .is_some_and(|s| s.stream_status().as_str() == "ACTIVE");
-            anyhow::Ok(active.then_some(()))
-        },
-    )
-    .await?;
     let put = kinesis
         .put_record()
         .stream_name(stream)

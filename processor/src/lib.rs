@@ -13,9 +13,9 @@
 //! - [`sink`]: stdout, file, HTTP and null sinks, dead letters.
 //! - [`http`]: the blocking JSON client of the http step and sink.
 //! - [`runtime`]: the engine loop, metrics and progress.
-//! - `connector`: brokers behind cargo features (`kafka`, on by default).
+//! - `connector`: brokers behind cargo features (`kafka`, `kinesis`, on by default).
 
-#[cfg(feature = "kafka")]
+#[cfg(any(feature = "kafka", feature = "kinesis"))]
 pub mod connector;
 pub mod expr;
 pub mod flow;

@@ -110,11 +110,11 @@ fn an_unknown_variable_in_an_expression_is_named() {
 }
 
 #[test]
-fn an_unsupported_source_is_named() {
+fn an_unsupported_source_option_is_named() {
     let spec = resource(&format!(
-        "  source: {{kinesis: {{stream: clicks, region: us-east-1}}}}\n{STDOUT}"
+        "  source: {{pulsar: {{serviceUrl: 'pulsar+ssl://p:6651', topic: t, subscription: s}}}}\n{STDOUT}"
     ));
-    assert_rejected(&spec, "spec.source.kinesis", &["not supported yet"]);
+    assert_rejected(&spec, "spec.source.pulsar.serviceUrl", &["not supported yet"]);
 }
 
 #[test]

@@ -15,7 +15,10 @@ mod steps;
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::{FormatType, Guarantee, Overflow, SinkKind, SinkSpec, SourceKind, StreamPipelineSpec};
+use crate::{
+    FormatType, Guarantee, KinesisSource, KinesisStart, Overflow, SinkKind, SinkSpec, SourceKind,
+    StreamPipelineSpec,
+};
 
 pub use expr::check_expression;
 
@@ -123,6 +126,7 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                     errs.push("spec.source.pulsar.subscription", "must not be empty");
                 }
             }
+            SourceKind::Kinesis(k) => validate_kinesis_source(k, errs),
             other => errs.push(
                 format!("spec.source.{}", other.field()),
                 not_supported(&format!("the {} source", other.field())),
@@ -181,6 +185,45 @@ fn pulsar_target(url: &str, topic: &str, path: &str, errs: &mut Errors) {
     }
 }
 
+fn non_empty(value: &str, path: &str, errs: &mut Errors) {
+    if value.trim().is_empty() {
+        errs.push(path, "must not be empty");
+    }
+}
+
+fn validate_kinesis_source(k: &KinesisSource, errs: &mut Errors) {
+    const P: &str = "spec.source.kinesis";
+    non_empty(&k.stream, &format!("{P}.stream"), errs);
+    non_empty(&k.region, &format!("{P}.region"), errs);
+    match (k.start_from, &k.at_timestamp) {
+        (KinesisStart::AtTimestamp, None) => errs.push(
+            format!("{P}.atTimestamp"),
+            "required when startFrom is AT_TIMESTAMP (an RFC 3339 time)",
+        ),
+        (_, Some(t)) if humantime::parse_rfc3339_weak(t.trim()).is_err() => errs.push(
+            format!("{P}.atTimestamp"),
+            format!("{t:?} is not an RFC 3339 time such as 2026-11-23T08:00:00Z"),
+        ),
+        _ => {}
+    }
+    if k.lease_duration.0 < std::time::Duration::from_secs(1) {
+        errs.push(format!("{P}.leaseDuration"), "must be at least 1s");
+    }
+    if k.lease_table.as_ref().is_some_and(|t| t.trim().len() < 3) {
+        errs.push(
+            format!("{P}.leaseTable"),
+            "a DynamoDB table name has at least 3 characters",
+        );
+    }
+    if k.credentials.is_some() {
+        errs.push(
+            format!("{P}.credentials"),
+            not_supported("a credentials Secret")
+                + "; leave it unset: the processor uses the default AWS credential chain (env, web identity, instance role)",
+        );
+    }
+}
+
 fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Errors) {
     match sink.kinds().as_slice() {
         [SinkKind::Kafka(k)] => {
@@ -211,6 +254,14 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
         }
         [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
         [SinkKind::Http(h)] => http::validate_http_sink(h, &format!("{path}.http"), errs),
+        [SinkKind::Kinesis(k)] => {
+            let path = format!("{path}.kinesis");
+            non_empty(&k.stream, &format!("{path}.stream"), errs);
+            non_empty(&k.region, &format!("{path}.region"), errs);
+            if let Some(key) = &k.partition_key {
+                expr::check_into(key, &format!("{path}.partitionKey"), &["event"], errs);
+            }
+        }
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

@@ -307,3 +307,83 @@ fn kafka_sasl_and_tls_are_accepted_and_half_a_client_certificate_is_not() {
         "{half:#?}"
     );
 }
+
+const KINESIS: &str = "source: {kinesis: {stream: clicks, region: us-east-1}}\nsinks: [{name: out, kinesis: {stream: out, region: us-east-1, partitionKey: event.user}}]\n";
+
+fn kinesis_errors(source: &str) -> Vec<String> {
+    let spec = load_pipeline(&format!(
+        "source: {{kinesis: {source}}}\nsinks: [{{name: out, stdout: {{}}}}]\n"
+    ))
+    .expect("parses")
+    .spec;
+    validate(&spec)
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_kinesis_source_and_sink_pass() {
+    let spec = load_pipeline(KINESIS).expect("parses").spec;
+    assert_eq!(validate(&spec), Ok(()));
+}
+
+#[test]
+fn kinesis_fields_are_checked() {
+    let errs = kinesis_errors(
+        "{stream: '', region: ' ', startFrom: AT_TIMESTAMP, leaseDuration: 500ms, leaseTable: ab}",
+    );
+    for (path, needle) in [
+        ("spec.source.kinesis.stream", "must not be empty"),
+        ("spec.source.kinesis.region", "must not be empty"),
+        ("spec.source.kinesis.atTimestamp", "required"),
+        ("spec.source.kinesis.leaseDuration", "at least 1s"),
+        ("spec.source.kinesis.leaseTable", "3 characters"),
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(needle)),
+            "{path}: {errs:#?}"
+        );
+    }
+    let errs =
+        kinesis_errors("{stream: s, region: r, startFrom: AT_TIMESTAMP, atTimestamp: yesterday}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.source.kinesis.atTimestamp") && e.contains("RFC 3339")),
+        "{errs:#?}"
+    );
+    assert!(
+        kinesis_errors(
+            "{stream: s, region: r, startFrom: AT_TIMESTAMP, atTimestamp: '2026-11-23T08:00:00Z'}"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn kinesis_credentials_secret_is_refused_until_the_operator_mounts_it() {
+    let errs = kinesis_errors("{stream: s, region: r, credentials: {secretRef: {name: aws}}}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.source.kinesis.credentials")
+                && e.contains("not supported yet")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_kinesis_sink_needs_a_stream_and_a_valid_partition_key() {
+    assert_refused(
+        "deadLetter: {kinesis: {stream: '', region: r, partitionKey: 'event.'}}",
+        "spec.deadLetter.kinesis.stream",
+        "must not be empty",
+    );
+    assert_refused(
+        "deadLetter: {kinesis: {stream: d, region: r, partitionKey: 'record.x'}}",
+        "spec.deadLetter.kinesis.partitionKey",
+        "record",
+    );
+}

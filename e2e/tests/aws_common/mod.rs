@@ -1,9 +1,14 @@
 //! What the tests that talk to moto share: an AWS SDK config pointed at the
-//! test bed's moto server with its dummy credentials.
+//! test bed's moto server with its dummy credentials, and Kinesis streams.
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::time::Duration;
 
 use anyhow::Result;
 use aws_sdk_cloudwatch::config::{Credentials, Region};
 use tributary_e2e::env::TestBed;
+use tributary_e2e::poll;
 
 /// AWS config pointed at moto with the test bed's dummy credentials.
 pub async fn config(bed: &TestBed) -> Result<aws_config::SdkConfig> {
@@ -19,4 +24,36 @@ pub async fn config(bed: &TestBed) -> Result<aws_config::SdkConfig> {
         ))
         .load()
         .await)
+}
+
+/// Creates a Kinesis stream of `shards` shards and waits until it is ACTIVE.
+pub async fn create_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+) -> Result<()> {
+    kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await?;
+    poll::until(
+        "the stream to become ACTIVE",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async move {
+            let d = kinesis
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await?;
+            let active = d
+                .stream_description_summary()
+                .is_some_and(|s| s.stream_status().as_str() == "ACTIVE");
+            anyhow::Ok(active.then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -195,12 +195,7 @@ impl Pipeline {
             wm_spec.max_out_of_orderness.as_millis_i64(),
             wm_spec.idle_timeout.map(|d| d.as_millis_i64()),
         );
-        let mut running = source::start(
-            &self.spec.source,
-            &self.base,
-            queue.clone(),
-            self.stop.clone(),
-        )?;
+        let mut running = self.start_source(&queue)?;
         let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop)?;
         // Both inputs of a join hold the watermark back.
         let partitions: Vec<i32> = running
@@ -316,6 +311,37 @@ impl Pipeline {
             dead_letters: Metrics::get(&m.dead_letters),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+impl Pipeline {
+    /// Starts the source thread; broker connectors that need the pipeline's
+    /// identity and metrics start their own.
+    fn start_source(&self, queue: &Arc<Queue>) -> Result<source::Running, RunError> {
+        #[cfg(feature = "kinesis")]
+        if let Some(k) = &self.spec.source.kinesis {
+            use crate::connector::kinesis;
+            let ctx = kinesis::source::Context {
+                decoder: source::Decoder::new(&self.spec.source)?,
+                queue: queue.clone(),
+                capacity: self.spec.backpressure.max_in_flight as usize,
+                stop: self.stop.clone(),
+                table: kinesis::source::table_name(
+                    k,
+                    self.name.as_deref(),
+                    self.namespace.as_deref(),
+                ),
+                metrics: self.metrics.clone(),
+                pipeline: self.name.clone().unwrap_or_else(|| "local".to_owned()),
+            };
+            return kinesis::start(k, ctx).map_err(|e| RunError::Connector(Box::new(e)));
+        }
+        Ok(source::start(
+            &self.spec.source,
+            &self.base,
+            queue.clone(),
+            self.stop.clone(),
+        )?)
     }
 }
 

@@ -31,13 +31,25 @@ impl DeadLetter {
     #[must_use]
     pub fn to_json(&self) -> Value {
         let pos = &self.record.position;
-        json!({
+        let mut v = json!({
             "step": self.step,
             "error": self.error,
             "source": {"name": &*pos.source, "partition": pos.partition, "offset": pos.offset},
             "eventTime": self.record.event_time,
             "record": self.record.value,
-        })
+        });
+        // Broker coordinates the position cannot hold (a Kinesis shard id
+        // and sequence number) travel as the record's headers.
+        if !self.record.headers.is_empty() {
+            v["headers"] = self
+                .record
+                .headers
+                .iter()
+                .map(|(k, h)| (k.clone(), Value::String(h.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        v
     }
 
     /// [`to_json`](Self::to_json) serialized into `buf` (cleared first);

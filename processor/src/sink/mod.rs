@@ -158,6 +158,10 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             name,
             kind: "pulsar (this build has no Pulsar support: build with --features pulsar)",
         }),
+        #[cfg(feature = "kinesis")]
+        Some(SinkKind::Kinesis(k)) => Ok(Box::new(crate::connector::kinesis::KinesisSink::open(
+            name, k,
+        )?)),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
