@@ -8,6 +8,7 @@
 mod cep;
 mod enrich;
 mod expr;
+mod pubsub;
 mod steps;
 
 use std::collections::HashSet;
@@ -124,6 +125,7 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                     }
                 }
             }
+            SourceKind::PubSub(p) => pubsub::check_source(p, errs),
             other => errs.push(
                 format!("spec.source.{}", other.field()),
                 not_supported(&format!("the {} source", other.field())),
@@ -187,6 +189,7 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
             }
         }
         [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
+        [SinkKind::PubSub(p)] => pubsub::check_sink(p, &format!("{path}.pubsub"), errs),
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

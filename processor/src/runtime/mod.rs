@@ -231,11 +231,17 @@ impl Pipeline {
                     if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
                         watermarks.observe(batch.partition, max, now);
                     }
+                    // Dead letters count as consumed: they are durable once
+                    // the dead-letter sink flushes.
+                    let offsets = batch
+                        .records
+                        .iter()
+                        .chain(batch.dead.iter().map(|d| &d.record));
+                    if let Some(last) = offsets.map(|r| r.position.offset).max() {
+                        next_offset = next_offset.max(last + 1);
+                    }
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
-                    }
-                    if let Some(last) = batch.records.iter().map(|r| r.position.offset).max() {
-                        next_offset = next_offset.max(last + 1);
                     }
                     if let Err(e) = push(&mut steps, 0, batch.records, &mut outputs, &m) {
                         break Err(e);

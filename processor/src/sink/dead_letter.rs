@@ -27,16 +27,28 @@ impl DeadLetter {
 
     /// The JSON written to the dead-letter sink. Broker sinks carry the same
     /// provenance as headers (`tributary.source.*`, `tributary.step`,
-    /// `tributary.error`).
+    /// `tributary.error`). The record's headers, when it has any, are kept
+    /// under `headers`: for sources without offsets of their own (Pub/Sub)
+    /// they name the original message.
     #[must_use]
     pub fn to_json(&self) -> Value {
         let pos = &self.record.position;
-        json!({
+        let mut v = json!({
             "step": self.step,
             "error": self.error,
             "source": {"name": &*pos.source, "partition": pos.partition, "offset": pos.offset},
             "eventTime": self.record.event_time,
             "record": self.record.value,
-        })
+        });
+        if !self.record.headers.is_empty() {
+            v["headers"] = self
+                .record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        v
     }
 }

@@ -145,6 +145,10 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             Ok(Box::new(LineSink::new(name, Box::new(file))))
         }
         Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
+        #[cfg(feature = "pubsub")]
+        Some(SinkKind::PubSub(p)) => Ok(Box::new(crate::connector::pubsub::PubSubSink::open(
+            name, p,
+        )?)),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
