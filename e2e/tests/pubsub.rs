@@ -155,7 +155,7 @@ async fn two_replicas_one_killed_lose_nothing() -> Result<()> {
         ps.publish(&t.input, &numbered(chunk, chunk + 100)).await?;
     }
     a.kill9(0)?;
-    let written_by_a_before_kill = out.len();
+    let seen_before_kill = out.len();
     for chunk in (1000..n).step_by(100) {
         ps.publish(&t.input, &numbered(chunk, chunk + 100)).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,16 +206,48 @@ async fn two_replicas_one_killed_lose_nothing() -> Result<()> {
             .count()
     };
     println!(
-        "pubsub kill: {n} numbers in, {} messages out ({} duplicates); replica a wrote {} ({} before the kill was observed), b wrote {}",
+        "pubsub kill: {n} numbers in, {} messages out ({} duplicates); replica a wrote {}, b wrote {}; {} read before the kill",
         out.len(),
         out.len() as u64 - n,
         by("a"),
-        written_by_a_before_kill,
         by("b"),
+        seen_before_kill,
     );
     ps.delete(&[&t.input_sub, &t.output_sub], &[&t.input, &t.output])
         .await;
     Ok(())
+}
+
+/// A free port on loopback (for a processor's metrics).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `tributary_records_in_total` of a processor serving metrics on `port`.
+async fn records_in(port: u16) -> Result<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .filter(|l| l.starts_with("tributary_records_in_total"))
+        .find_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .context("no tributary_records_in_total")
+}
+
+fn signal(fleet: &Fleet, signal: nix::sys::signal::Signal) -> Result<()> {
+    let pid = fleet.pid(0).context("the replica is not running")?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+    nix::sys::signal::kill(pid, signal)?;
+    Ok(())
+}
+
+fn session_counts(out: &[Pulled]) -> Result<Vec<u64>> {
+    out.iter()
+        .map(|p| data(p)?["count"].as_u64().context("no count"))
+        .collect()
 }
 
 #[tokio::test]
@@ -223,74 +255,112 @@ async fn messages_held_past_the_ack_deadline_are_not_redelivered() -> Result<()>
     let bed = testbed();
     let ps = Emulator::from_bed(&bed)?;
     let t = topics(&ps, "ps-lease", 10).await?;
-    // A second subscription whose messages nobody extends: the control
-    // that proves the emulator does redeliver after 10 s.
-    let control = unique("ps-lease-control");
-    ps.create_subscription(&control, &t.input, 10).await?;
+    // The control: the same pipeline on a second subscription of the same
+    // topic, frozen (SIGSTOP) for 20 s after it received everything, so it
+    // sends no extensions. Its redelivered messages prove the emulator
+    // expires leases of a streaming pull after 10 s: without the
+    // extensions, the pipeline under test would see them too.
+    let frozen = Topics {
+        input: t.input.clone(),
+        input_sub: unique("ps-lease-frozen-sub"),
+        output: unique("ps-lease-frozen-out"),
+        output_sub: unique("ps-lease-frozen-out-sub"),
+    };
+    ps.create_subscription(&frozen.input_sub, &t.input, 10)
+        .await?;
+    ps.create_topic(&frozen.output).await?;
+    ps.create_subscription(&frozen.output_sub, &frozen.output, 60)
+        .await?;
     let n = 50;
     // The session closes 25 s after the last record: every record is held
     // (unacknowledged) for more than twice the 10 s deadline.
-    let yaml = pipeline(
-        "pubsub-lease",
-        &ps,
-        &source(&t.input_sub, ", ackDeadline: 10s"),
-        "[{window: {type: session, gap: 25s, aggregate: [{name: count, fn: count}]}}]",
-        &sink(&t.output, ""),
-    );
-    let mut fleet = Fleet::new(&tributary_bin(), &yaml, ENV)?;
-    fleet.add()?;
-    ps.publish(&t.input, &numbered(0, n)).await?;
-
-    let redelivered = async {
-        let mut first: BTreeMap<String, usize> = BTreeMap::new();
-        let deadline = Deadline::new(
-            "the emulator to redeliver an unacknowledged message",
-            Duration::from_secs(90),
-        );
-        loop {
-            for p in ps.pull(&control, 100).await? {
-                *first.entry(p.message_id).or_default() += 1;
-            }
-            if let Some((id, _)) = first.iter().find(|(_, c)| **c > 1) {
-                return anyhow::Ok(id.clone());
-            }
-            deadline.check(format!("{} distinct messages pulled once", first.len()))?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    let yaml = |t: &Topics| {
+        pipeline(
+            "pubsub-lease",
+            &ps,
+            &source(&t.input_sub, ", ackDeadline: 10s"),
+            "[{window: {type: session, gap: 25s, aggregate: [{name: count, fn: count}]}}]",
+            &sink(&t.output, ""),
+        )
     };
+    let mut fleet = Fleet::new(&tributary_bin(), &yaml(&t), ENV)?;
+    fleet.add()?;
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let mut control = Fleet::new(
+        &tributary_bin(),
+        &yaml(&frozen),
+        &[("RUST_LOG", "info"), ("TRIBUTARY_METRICS_ADDR", &addr)],
+    )?;
+    control.add()?;
+    ps.publish(&t.input, &numbered(0, n)).await?;
+    let deadline = Deadline::new(
+        "the control to receive every message",
+        Duration::from_secs(60),
+    );
+    loop {
+        let got = records_in(port).await;
+        if matches!(got, Ok(c) if c >= n) {
+            break;
+        }
+        deadline.check(got)?;
+        tokio::time::sleep(POLL).await;
+    }
+    signal(&control, nix::sys::signal::Signal::SIGSTOP)?;
+    // The fault: 20 s without extensions, twice the deadline.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    signal(&control, nix::sys::signal::Signal::SIGCONT)?;
+
     let mut out = Vec::new();
-    let results = collect(
+    collect(
         &ps,
         &t.output_sub,
         &mut out,
         "the session result",
         Duration::from_secs(120),
         |o| !o.is_empty(),
-    );
-    let (redelivered, results) = tokio::join!(redelivered, results);
-    let redelivered =
-        redelivered.context("control: the emulator must redeliver unacknowledged messages")?;
-    results.map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
+    let mut control_out = Vec::new();
+    collect(
+        &ps,
+        &frozen.output_sub,
+        &mut control_out,
+        "the frozen control to count redelivered messages",
+        Duration::from_secs(120),
+        |o| session_counts(o).is_ok_and(|c| c.iter().sum::<u64>() > n),
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "control: the emulator must redeliver messages whose lease was not extended: {e}\n{}",
+            control.log_tails(30)
+        )
+    })?;
     fleet.check_alive()?;
-    let counts: Vec<Value> = out
-        .iter()
-        .map(|p| data(p).map(|d| d["count"].clone()))
-        .collect::<Result<_>>()?;
+    let counts = session_counts(&out)?;
     ensure!(
-        counts == [json!(n)],
+        counts == [n],
         "one session of exactly {n} records expected (a redelivery would add records), got {counts:?}\n{}",
         fleet.log_tails(30)
     );
     let r = data(&out[0])?;
     let held_ms = r["windowEnd"].as_i64().unwrap_or(0) - r["windowStart"].as_i64().unwrap_or(0);
     println!(
-        "pubsub lease: {n} records held in one session of {held_ms} ms past a 10 s deadline; control redelivered {redelivered}"
+        "pubsub lease: {n} records held in one session of {held_ms} ms past a 10 s deadline, counted once; the frozen control counted {:?}",
+        session_counts(&control_out)?
     );
     let failed = fleet.stop_all(Duration::from_secs(30)).await?;
     ensure!(failed.is_empty(), "{failed:?}\n{}", fleet.log_tails(30));
     ps.delete(
-        &[&t.input_sub, &t.output_sub, &control],
-        &[&t.input, &t.output],
+        &[
+            &t.input_sub,
+            &t.output_sub,
+            &frozen.input_sub,
+            &frozen.output_sub,
+        ],
+        &[&t.input, &t.output, &frozen.output],
     )
     .await;
     Ok(())
