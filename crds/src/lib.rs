@@ -15,8 +15,8 @@
 
 pub mod cep;
 pub mod duration;
-pub mod join;
 pub mod http;
+pub mod join;
 pub mod load;
 pub mod pipeline;
 pub mod runtime;
@@ -31,8 +31,8 @@ pub mod yaml11;
 
 pub use cep::*;
 pub use duration::{Duration, ParseDurationError};
-pub use join::*;
 pub use http::*;
+pub use join::*;
 pub use load::{LoadedPipeline, load_pipeline};
 pub use pipeline::{StreamPipeline, StreamPipelineSpec};
 pub use runtime::*;

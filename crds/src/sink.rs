@@ -1,10 +1,10 @@
 //! Where results go: `spec.sinks[*]` and `spec.deadLetter`.
 
+use std::collections::BTreeMap;
+
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use std::collections::BTreeMap;
 
 use crate::{CircuitBreaker, Duration, SecretValue};
 
@@ -250,14 +250,28 @@ pub struct NatsSink {
     pub subject: String,
 }
 
-/// A Pub/Sub topic.
+/// A Pub/Sub topic: batched publish, at-least-once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PubSubSink {
-    /// Project.
+    /// Google Cloud project that owns the topic.
     pub project: String,
-    /// Topic.
+    /// Topic name (the short name, not `projects/.../topics/...`).
     pub topic: String,
+    /// Endpoint override, as for the source: `host:port` or `http://` is an
+    /// emulator, `https://` a private endpoint; absent: `PUBSUB_EMULATOR_HOST`
+    /// when set, else `https://pubsub.googleapis.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// CEL expression for the message's ordering key (a string; `null` or
+    /// `""` for none). Absent: the record's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    /// Message attributes: name to CEL expression (strings as is, other
+    /// values as JSON, `null` leaves the attribute out). They add to the
+    /// record's headers, which are always copied.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// An Apache Pulsar topic.

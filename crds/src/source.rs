@@ -343,17 +343,51 @@ pub struct NatsSource {
     pub durable: Option<String>,
 }
 
-/// `spec.source.pubsub`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `spec.source.pubsub`: a streaming pull on an existing subscription,
+/// at-least-once (messages are acknowledged once their results are durable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PubSubSource {
-    /// Google Cloud project.
+    /// Google Cloud project that owns the subscription.
     pub project: String,
-    /// Subscription name.
+    /// Subscription name (the short name, not `projects/.../subscriptions/...`).
     pub subscription: String,
-    /// Endpoint override (the emulator); `PUBSUB_EMULATOR_HOST` also works.
+    /// Endpoint override. `host:port` or `http://host:port` is an emulator
+    /// (plaintext, no credentials); `https://...` a private endpoint with
+    /// Application Default Credentials. Absent: `PUBSUB_EMULATOR_HOST` when
+    /// set, else `https://pubsub.googleapis.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Lease extension: while a message is in flight (not yet durable) its
+    /// ack deadline is extended by this much, again and again; after a crash
+    /// Pub/Sub redelivers it this long after the last extension. 10s to 600s.
+    #[serde(default = "default_ack_deadline")]
+    pub ack_deadline: Duration,
+    /// Flow control: the most messages received and not yet acknowledged
+    /// (0 = no limit). Records held by windows count, so it must exceed what
+    /// the steps hold at once, or the stream pauses until they are released.
+    #[serde(default = "default_max_outstanding")]
+    pub max_outstanding: u32,
+}
+
+impl Default for PubSubSource {
+    fn default() -> Self {
+        Self {
+            project: String::new(),
+            subscription: String::new(),
+            endpoint: None,
+            ack_deadline: default_ack_deadline(),
+            max_outstanding: default_max_outstanding(),
+        }
+    }
+}
+
+fn default_ack_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_outstanding() -> u32 {
+    10_000
 }
 
 /// `spec.source.pulsar`: every replica joins one subscription; the broker

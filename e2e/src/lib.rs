@@ -13,6 +13,8 @@
 //! - [`kafka`]: topics, keyed numbered workloads, read-to-the-end readers,
 //!   result checkers and the toxiproxy switch, for the Kafka pipeline tests.
 //! - [`net`]: a free loopback port and a plain HTTP GET.
+//! - [`pubsub`]: the Pub/Sub emulator's REST API (topics, subscriptions,
+//!   publish, pull) and a toxiproxy proxy of a test's own in front of it.
 //! - [`process`]: local `tributary run` replicas a test kills, restarts,
 //!   scales and stops.
 //! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
@@ -31,5 +33,6 @@ pub mod net;
 pub mod operator;
 pub mod poll;
 pub mod process;
+pub mod pubsub;
 pub mod runner;
 pub mod tools;

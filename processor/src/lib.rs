@@ -13,9 +13,10 @@
 //! - [`sink`]: stdout, file, HTTP and null sinks, dead letters.
 //! - [`http`]: the blocking JSON client of the http step and sink.
 //! - [`runtime`]: the engine loop, metrics and progress.
-//! - `connector`: brokers behind cargo features (`kafka`, `kinesis`, on by default).
+//! - `connector`: brokers behind cargo features (`kafka`, `kinesis`, `pubsub`
+//!   on by default; `pulsar` off).
 
-#[cfg(any(feature = "kafka", feature = "kinesis"))]
+#[cfg(any(feature = "kafka", feature = "kinesis", feature = "pubsub"))]
 pub mod connector;
 pub mod expr;
 pub mod flow;

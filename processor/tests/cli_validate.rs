@@ -114,7 +114,11 @@ fn an_unsupported_source_option_is_named() {
     let spec = resource(&format!(
         "  source: {{pulsar: {{serviceUrl: 'pulsar+ssl://p:6651', topic: t, subscription: s}}}}\n{STDOUT}"
     ));
-    assert_rejected(&spec, "spec.source.pulsar.serviceUrl", &["not supported yet"]);
+    assert_rejected(
+        &spec,
+        "spec.source.pulsar.serviceUrl",
+        &["not supported yet"],
+    );
 }
 
 #[test]

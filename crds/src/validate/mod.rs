@@ -8,8 +8,9 @@
 mod cep;
 mod enrich;
 mod expr;
-mod join;
 mod http;
+mod join;
+mod pubsub;
 mod steps;
 
 use std::collections::HashSet;
@@ -127,6 +128,7 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
             }
             SourceKind::Kinesis(k) => validate_kinesis_source(k, errs),
+            SourceKind::PubSub(p) => pubsub::check_source(p, errs),
             other => errs.push(
                 format!("spec.source.{}", other.field()),
                 not_supported(&format!("the {} source", other.field())),
@@ -262,6 +264,7 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
                 expr::check_into(key, &format!("{path}.partitionKey"), &["event"], errs);
             }
         }
+        [SinkKind::PubSub(p)] => pubsub::check_sink(p, &format!("{path}.pubsub"), errs),
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

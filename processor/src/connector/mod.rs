@@ -2,10 +2,10 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
-#[cfg(feature = "pulsar")]
-pub mod pulsar;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "pulsar")]
+pub mod pulsar;
 
 /// This process among a group's members (a Kafka transactional id, a
 /// Kinesis lease owner): `POD_NAME` in the cluster, else the host name and
@@ -28,3 +28,5 @@ pub fn instance() -> String {
         .unwrap_or_else(|| "local".to_owned());
     format!("{host}-{}", std::process::id())
 }
+#[cfg(feature = "pubsub")]
+pub mod pubsub;

@@ -236,14 +236,20 @@ impl Pipeline {
                     if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
                         watermarks.observe(batch.partition, max, now);
                     }
+                    let join = sides.step_of(batch.partition);
+                    // Dead letters count as consumed: they are durable once
+                    // the dead-letter sink flushes. A join's second input
+                    // has no acknowledgements, so it moves no mark.
+                    let offsets = batch
+                        .records
+                        .iter()
+                        .chain(batch.dead.iter().map(|d| &d.record))
+                        .map(|r| r.position.offset);
+                    if let (None, Some(last)) = (join, offsets.max()) {
+                        next_offset = next_offset.max(last + 1);
+                    }
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
-                    }
-                    let join = sides.step_of(batch.partition);
-                    if let (None, Some(last)) =
-                        (join, batch.records.iter().map(|r| r.position.offset).max())
-                    {
-                        next_offset = next_offset.max(last + 1);
                     }
                     let pushed = match join {
                         Some(at) => push_other(&mut steps, at, batch.records, &mut outputs, &m),

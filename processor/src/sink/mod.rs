@@ -162,6 +162,10 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
         Some(SinkKind::Kinesis(k)) => Ok(Box::new(crate::connector::kinesis::KinesisSink::open(
             name, k,
         )?)),
+        #[cfg(feature = "pubsub")]
+        Some(SinkKind::PubSub(p)) => Ok(Box::new(crate::connector::pubsub::PubSubSink::open(
+            name, p,
+        )?)),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),

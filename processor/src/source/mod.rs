@@ -41,6 +41,9 @@ pub enum SourceError {
     /// The payload format cannot be set up (an Avro schema that does not parse).
     #[error("{0}")]
     Format(String),
+    /// A broker client could not be created (endpoint, credentials).
+    #[error("spec.source: {0}")]
+    Client(String),
     /// The kind has no runtime yet (validation refuses it first).
     #[error("spec.source.{0}: not supported yet")]
     Unsupported(&'static str),
@@ -157,6 +160,12 @@ pub fn start(
         #[cfg(not(feature = "pulsar"))]
         Some(SourceKind::Pulsar(_)) => Err(SourceError::Unsupported(
             "pulsar (this build has no Pulsar support: build with --features pulsar)",
+        )),
+        #[cfg(feature = "pubsub")]
+        Some(SourceKind::PubSub(p)) => crate::connector::pubsub::start(p, decoder, queue, stop),
+        #[cfg(not(feature = "pubsub"))]
+        Some(SourceKind::PubSub(_)) => Err(SourceError::Unsupported(
+            "pubsub (built without the pubsub feature)",
         )),
         Some(other) => Err(SourceError::Unsupported(other.field())),
         None => Err(SourceError::Missing),
