@@ -11,9 +11,10 @@
 //! - [`step`]: filter, map, flatMap, dedupe, validate and window steps.
 //! - [`sink`]: stdout, file and null sinks, dead letters.
 //! - [`runtime`]: the engine loop, metrics and progress.
-//! - `connector`: brokers behind cargo features (`kafka`, on by default).
+//! - `connector`: brokers behind cargo features (`kafka`, `redis`, `nats`,
+//!   on by default).
 
-#[cfg(feature = "kafka")]
+#[cfg(any(feature = "kafka", feature = "redis", feature = "nats"))]
 pub mod connector;
 pub mod expr;
 pub mod flow;

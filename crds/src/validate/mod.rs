@@ -8,6 +8,8 @@
 mod cep;
 mod enrich;
 mod expr;
+mod nats;
+mod redis;
 mod steps;
 
 use std::collections::HashSet;
@@ -92,6 +94,8 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
             }
             SourceKind::Stdin(_) => {}
+            SourceKind::RedisStreams(r) => redis::source(r, errs),
+            SourceKind::Nats(n) => nats::source(n, errs),
             SourceKind::Kafka(k) => {
                 if k.brokers.trim().is_empty() {
                     errs.push("spec.source.kafka.brokers", "must not be empty");
@@ -187,6 +191,8 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
             }
         }
         [SinkKind::Stdout(_) | SinkKind::Blackhole(_)] => {}
+        [SinkKind::RedisStreams(r)] => redis::sink(r, path, errs),
+        [SinkKind::Nats(n)] => nats::sink(n, path, errs),
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

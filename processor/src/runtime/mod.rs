@@ -193,9 +193,14 @@ impl Pipeline {
             wm_spec.max_out_of_orderness.as_millis_i64(),
             wm_spec.idle_timeout.map(|d| d.as_millis_i64()),
         );
+        let owner = source::Owner {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        };
         let mut running = source::start(
             &self.spec.source,
             &self.base,
+            &owner,
             queue.clone(),
             self.stop.clone(),
         )?;
@@ -231,10 +236,18 @@ impl Pipeline {
                     if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
                         watermarks.observe(batch.partition, max, now);
                     }
+                    // Dead letters count as pushed: they are durable after the
+                    // next flush like the records.
+                    let last = batch
+                        .records
+                        .iter()
+                        .map(|r| r.position.offset)
+                        .chain(batch.dead.iter().map(|d| d.record.position.offset))
+                        .max();
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
                     }
-                    if let Some(last) = batch.records.iter().map(|r| r.position.offset).max() {
+                    if let Some(last) = last {
                         next_offset = next_offset.max(last + 1);
                     }
                     if let Err(e) = push(&mut steps, 0, batch.records, &mut outputs, &m) {

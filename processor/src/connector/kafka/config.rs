@@ -37,26 +37,7 @@ pub fn group(
     }
 }
 
-/// This process among the group's members: `POD_NAME` in the cluster,
-/// else the host name and process id.
-#[must_use]
-pub fn instance() -> String {
-    if let Ok(pod) = std::env::var("POD_NAME")
-        && !pod.is_empty()
-    {
-        return pod;
-    }
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "local".to_owned());
-    format!("{host}-{}", std::process::id())
-}
+pub use crate::connector::instance;
 
 /// `max(2 × checkpoint interval, 10 s)`: long enough for one checkpoint to
 /// commit, short enough that a killed replica's open transaction is aborted
