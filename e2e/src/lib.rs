@@ -12,8 +12,10 @@
 //! - [`poll`]: wait for a condition with a deadline instead of sleeping.
 //! - [`kafka`]: topics, keyed numbered workloads, read-to-the-end readers,
 //!   result checkers and the toxiproxy switch, for the Kafka pipeline tests.
+//! - [`numbered`]: `{"n": i}` workloads and the at-least-once check.
 //! - [`process`]: local `tributary run` replicas a test kills, restarts,
 //!   scales and stops.
+//! - [`server`]: a test's own broker process (free port, own data) for outage tests.
 //! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
 //! - [`runner`]: the pod runner. Under kwok, processor pods never run, so
 //!   the `pod-runner` binary starts the real `tributary` binary as a local
@@ -26,8 +28,10 @@
 pub mod env;
 pub mod fixture;
 pub mod kafka;
+pub mod numbered;
 pub mod operator;
 pub mod poll;
 pub mod process;
 pub mod runner;
+pub mod server;
 pub mod tools;

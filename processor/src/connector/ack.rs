@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::source::Acker;
+use crate::source::{Acker, Running, SourceError};
 
 /// The engine's side: raises the mark.
 struct MarkAcker(Arc<AtomicI64>);
@@ -40,6 +40,31 @@ impl Mark {
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// Runs an acknowledging source's read loop on its own thread: `run`
+/// gets the [`Mark`] whose [`Acker`] the engine is handed.
+///
+/// # Errors
+/// [`SourceError::Open`] when the thread cannot be spawned.
+pub fn spawn<F>(name: &str, run: F) -> Result<Running, SourceError>
+where
+    F: FnOnce(Mark) + Send + 'static,
+{
+    let (mark, acker) = Mark::new();
+    let handle = std::thread::Builder::new()
+        .name(format!("source-{name}"))
+        .spawn(move || run(mark))
+        .map_err(|source| SourceError::Open {
+            path: format!("{name} source thread"),
+            source,
+        })?;
+    Ok(Running {
+        handle,
+        partitions: vec![0],
+        bounded: false,
+        acker: Some(acker),
+    })
 }
 
 /// Broker handles of the records in flight, by sequence number.

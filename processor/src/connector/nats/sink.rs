@@ -137,14 +137,9 @@ impl Sink for NatsSink {
 
     fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         for d in letters {
-            let pos = &d.record.position;
-            let headers = [
-                ("tributary.source.topic", pos.source.to_string()),
-                ("tributary.source.partition", pos.partition.to_string()),
-                ("tributary.source.offset", pos.offset.to_string()),
-                ("tributary.step", d.step.clone()),
-                ("tributary.error", d.error.replace(['\r', '\n'], " ")),
-            ];
+            let mut headers = d.provenance();
+            // Header values cannot span lines.
+            headers[4].1 = headers[4].1.replace(['\r', '\n'], " ");
             self.add(&d.to_json(), &headers)?;
         }
         Ok(())
@@ -179,7 +174,8 @@ impl Sink for NatsSink {
             if failures == 0 {
                 tracing::warn!(sink = %self.name, subject = %self.subject, %error, "publish not acknowledged; retrying until the server is back");
             }
-            self.rt.block_on(tokio::time::sleep(backoff(failures)));
+            let pause = backoff(failures);
+            self.rt.block_on(async { tokio::time::sleep(pause).await });
             failures += 1;
         }
         Ok(())

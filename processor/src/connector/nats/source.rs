@@ -27,7 +27,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use tributary_crds::{NatsSource, StartFrom};
 
-use crate::connector::ack::{Ledger, Mark};
+use crate::connector::ack::{self, Ledger, Mark};
 use crate::connector::{backoff, runtime};
 use crate::flow::{Batch, Message, Queue};
 use crate::record::Position;
@@ -148,19 +148,8 @@ pub fn start(
         held: HashSet::new(),
         last_progress: Instant::now(),
     };
-    let (mark, acker) = Mark::new();
-    let handle = std::thread::Builder::new()
-        .name("source-nats".into())
-        .spawn(move || rt.block_on(reader.run(&decoder, &queue, &stop, &mark)))
-        .map_err(|source| SourceError::Open {
-            path: "nats source thread".into(),
-            source,
-        })?;
-    Ok(Running {
-        handle,
-        partitions: vec![0],
-        bounded: false,
-        acker: Some(acker),
+    ack::spawn("nats", move |mark| {
+        rt.block_on(reader.run(&decoder, &queue, &stop, &mark));
     })
 }
 

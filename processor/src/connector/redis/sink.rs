@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tributary_crds::RedisStreamsSink;
 
-use super::source::Conn;
+use super::conn::Conn;
 use crate::connector::{backoff, runtime};
 use crate::record::Record;
 use crate::sink::{DeadLetter, Sink, SinkError};
@@ -115,15 +115,7 @@ impl Sink for RedisSink {
 
     fn write_dead(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         for d in letters {
-            let pos = &d.record.position;
-            let fields = vec![
-                ("tributary.source.topic", pos.source.to_string()),
-                ("tributary.source.partition", pos.partition.to_string()),
-                ("tributary.source.offset", pos.offset.to_string()),
-                ("tributary.step", d.step.clone()),
-                ("tributary.error", d.error.clone()),
-            ];
-            self.add(&d.to_json(), fields)?;
+            self.add(&d.to_json(), d.provenance().to_vec())?;
         }
         Ok(())
     }
@@ -144,7 +136,8 @@ impl Sink for RedisSink {
                     if failures == 0 {
                         tracing::warn!(sink = %self.name, stream = %self.stream, error = %e, "XADD failed; retrying until Redis is back");
                     }
-                    self.rt.block_on(tokio::time::sleep(backoff(failures)));
+                    let pause = backoff(failures);
+                    self.rt.block_on(async { tokio::time::sleep(pause).await });
                     failures += 1;
                 }
                 Err(e) => {

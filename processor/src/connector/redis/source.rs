@@ -21,12 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Value};
+use redis::Value;
 use tributary_crds::{RedisStreamsSource, StartFrom};
 
+use super::conn::Conn;
 use super::entry::{self, Entry};
-use crate::connector::ack::{Ledger, Mark};
+use crate::connector::ack::{self, Ledger, Mark};
 use crate::connector::{backoff, instance, runtime};
 use crate::flow::{Batch, Message, Queue};
 use crate::source::{Decoder, Owner, Running, SourceError};
@@ -41,67 +41,6 @@ fn err(message: impl Into<String>) -> SourceError {
     SourceError::Connect {
         kind: "redisStreams",
         message: message.into(),
-    }
-}
-
-/// A connection that reconnects on the next call after a failure.
-pub(super) struct Conn {
-    client: Client,
-    conn: Option<MultiplexedConnection>,
-}
-
-impl Conn {
-    pub(super) fn new(url: &str) -> redis::RedisResult<Self> {
-        Ok(Self {
-            client: Client::open(url)?,
-            conn: None,
-        })
-    }
-
-    /// Runs `cmd`; a failure drops the connection so the next call reconnects.
-    pub(super) async fn query<T: redis::FromRedisValue>(
-        &mut self,
-        cmd: &Cmd,
-    ) -> redis::RedisResult<T> {
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(Duration::from_secs(10)));
-                let c = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                self.conn.insert(c)
-            }
-        };
-        let result = cmd.query_async(conn).await;
-        if let Err(e) = &result
-            && (e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_unrecoverable_error())
-        {
-            self.conn = None;
-        }
-        result
-    }
-
-    /// Runs a pipeline; a failure drops the connection.
-    pub(super) async fn pipe(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
-        let conn = match &mut self.conn {
-            Some(c) => c,
-            None => {
-                let c = self.client.get_multiplexed_async_connection().await?;
-                self.conn.insert(c)
-            }
-        };
-        let result = pipe.query_async::<()>(conn).await;
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
     }
 }
 
@@ -175,19 +114,8 @@ pub fn start(
     let rt = runtime().map_err(|e| err(format!("starting the client runtime: {e}")))?;
     rt.block_on(reader.create_group())?;
     tracing::info!(stream = %reader.stream, group = %reader.group, consumer = %reader.consumer, "reading the Redis stream");
-    let (mark, acker) = Mark::new();
-    let handle = std::thread::Builder::new()
-        .name("source-redis".into())
-        .spawn(move || rt.block_on(reader.run(&decoder, &queue, &stop, &mark)))
-        .map_err(|source| SourceError::Open {
-            path: "redis source thread".into(),
-            source,
-        })?;
-    Ok(Running {
-        handle,
-        partitions: vec![0],
-        bounded: false,
-        acker: Some(acker),
+    ack::spawn("redis", move |mark| {
+        rt.block_on(reader.run(&decoder, &queue, &stop, &mark));
     })
 }
 
