@@ -208,17 +208,25 @@ async fn the_sink_waits_for_the_server_to_come_back_and_loses_nothing() -> Resul
         &["-a", "127.0.0.1", "-p", &port, "-js", "-sd", "{dir}"],
     )?;
     let sink_url = format!("nats://127.0.0.1:{port}");
+    let input = unique("NSRC").replace('-', "_");
+    let output = unique("NSINK").replace('-', "_");
+    // Ready when JetStream serves the output stream (created the first time).
     let connect_own = || {
-        let sink_url = sink_url.clone();
+        let (sink_url, output) = (sink_url.clone(), output.clone());
         poll::until(
             "the test's own nats-server",
             Duration::from_secs(20),
             Duration::from_millis(100),
             move || {
-                let sink_url = sink_url.clone();
+                let (sink_url, output) = (sink_url.clone(), output.clone());
                 async move {
                     let js = jetstream::new(async_nats::connect(&sink_url).await?);
-                    js.query_account().await?;
+                    js.get_or_create_stream(stream::Config {
+                        name: output.clone(),
+                        subjects: vec![format!("{output}.>")],
+                        ..Default::default()
+                    })
+                    .await?;
                     anyhow::Ok(Some(js))
                 }
             },
@@ -226,10 +234,7 @@ async fn the_sink_waits_for_the_server_to_come_back_and_loses_nothing() -> Resul
     };
     let own_js = connect_own().await?;
     let js = jetstream::new(async_nats::connect(&url).await?);
-    let input = unique("NSRC").replace('-', "_");
-    let output = unique("NSINK").replace('-', "_");
     create_stream(&js, &input).await?;
-    create_stream(&own_js, &output).await?;
     let n: u64 = 3000;
     let yaml = pipeline(
         &url,

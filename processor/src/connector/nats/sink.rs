@@ -55,13 +55,18 @@ impl NatsSink {
         let client = rt
             .block_on(connect(&spec.url))
             .map_err(|e| broker(format!("nats.url: cannot connect to {}: {e}", spec.url)))?;
+        let js = {
+            // The context spawns its acknowledgement task on the runtime.
+            let _in_runtime = rt.enter();
+            jetstream::new(client)
+        };
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         Ok(Self {
             subject: spec.subject.clone(),
             rt,
-            js: jetstream::new(client),
+            js,
             pending: Vec::new(),
             id_prefix: format!("{}-{name}-{started}-", instance()),
             next_id: 0,
