@@ -230,23 +230,42 @@ impl Default for HttpSink {
     }
 }
 
-/// A Redis stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A Redis stream: one `XADD` per record, pipelined per flush.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisStreamsSink {
-    /// `redis://host:port`.
+    /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     /// Stream key.
     pub stream: String,
+    /// Trims the stream to about this many entries (`XADD ... MAXLEN ~ n`); absent = no trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_len: Option<u64>,
+    /// The field that holds the record's JSON value.
+    #[serde(default = "crate::source::default_payload_field")]
+    pub payload_field: String,
 }
 
-/// A NATS subject.
+impl Default for RedisStreamsSink {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            stream: String::new(),
+            max_len: None,
+            payload_field: crate::source::default_payload_field(),
+        }
+    }
+}
+
+/// A NATS JetStream subject: published with publish acknowledgements,
+/// awaited at every flush.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSink {
-    /// `nats://host:port`.
+    /// `nats://host:port` (comma-separate several servers).
     pub url: String,
-    /// Subject.
+    /// Subject; a JetStream stream must capture it.
     pub subject: String,
 }
 

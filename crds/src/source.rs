@@ -314,33 +314,128 @@ pub struct SecretName {
     pub name: String,
 }
 
-/// `spec.source.redisStreams`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `spec.source.redisStreams`: a stream read through a consumer group.
+///
+/// An entry's payload is its `payloadField` field (default `data`), decoded
+/// with `spec.source.format`; its other fields become record headers. An
+/// entry without that field becomes the JSON object of all its fields
+/// (values as strings).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisStreamsSource {
-    /// `redis://host:port`.
+    /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     /// Stream key.
     pub stream: String,
-    /// Consumer group; default `<namespace>.<name>`.
+    /// Consumer group, created (with `MKSTREAM`) when absent; default `<namespace>.<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// This replica's consumer name in the group; default `POD_NAME` (stable
+    /// across container restarts, so a restarted pod re-reads its own
+    /// pending entries first), else `<hostname>-<pid>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// Entries pending longer than this in another consumer (a dead
+    /// replica) are claimed with `XAUTOCLAIM` and processed here. Entries a
+    /// live replica still holds (open windows) are kept fresh, so they are
+    /// never claimed away.
+    #[serde(default = "default_claim_idle")]
+    pub claim_idle: Duration,
+    /// Where a newly created group starts: `earliest` (ID 0, the whole
+    /// stream) or `latest` (`$`, only new entries). Ignored when the group exists.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Entries per `XREADGROUP` / `XAUTOCLAIM` call.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
+    pub batch_size: u32,
+    /// The field that holds the payload.
+    #[serde(default = "default_payload_field")]
+    pub payload_field: String,
 }
 
-/// `spec.source.nats`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+impl Default for RedisStreamsSource {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            stream: String::new(),
+            group: None,
+            consumer: None,
+            claim_idle: default_claim_idle(),
+            start_from: StartFrom::default(),
+            batch_size: default_batch_size(),
+            payload_field: default_payload_field(),
+        }
+    }
+}
+
+fn default_claim_idle() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_batch_size() -> u32 {
+    500
+}
+/// The stream field that holds a payload by default, in the source and the sink.
+#[must_use]
+pub fn default_payload_field() -> String {
+    "data".to_owned()
+}
+
+/// `spec.source.nats`: a JetStream stream read through a durable pull
+/// consumer with explicit acknowledgements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSource {
-    /// `nats://host:port`.
+    /// `nats://host:port` (comma-separate several servers).
     pub url: String,
-    /// JetStream stream name.
+    /// JetStream stream name (the stream must exist).
     pub stream: String,
-    /// Subject filter.
+    /// Subject filter of the consumer; default every subject of the stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// Durable consumer name; default `<namespace>-<name>`.
+    /// Durable consumer name, created when absent and shared by the
+    /// replicas; default `<namespace>-<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durable: Option<String>,
+    /// The consumer's `ack_wait`: a message not acknowledged this long after
+    /// delivery is redelivered. Replicas send in-progress acknowledgements
+    /// for messages they still hold (open windows), so only the messages of
+    /// a dead replica are redelivered.
+    #[serde(default = "default_claim_idle")]
+    pub ack_wait: Duration,
+    /// Where a newly created consumer starts: `earliest` (deliver all) or
+    /// `latest` (deliver new). Ignored when the consumer exists.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Messages per pull request.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
+    pub batch_size: u32,
+    /// The consumer's `max_ack_pending`: how many delivered, unacknowledged
+    /// messages it allows. It must exceed what the steps hold (open windows)
+    /// or delivery stalls.
+    #[serde(default = "default_max_ack_pending")]
+    #[schemars(range(min = 1))]
+    pub max_ack_pending: i64,
+}
+
+impl Default for NatsSource {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            stream: String::new(),
+            subject: None,
+            durable: None,
+            ack_wait: default_claim_idle(),
+            start_from: StartFrom::default(),
+            batch_size: default_batch_size(),
+            max_ack_pending: default_max_ack_pending(),
+        }
+    }
+}
+
+fn default_max_ack_pending() -> i64 {
+    100_000
 }
 
 /// `spec.source.pubsub`: a streaming pull on an existing subscription,

@@ -15,8 +15,10 @@
 //! - [`net`]: a free loopback port and a plain HTTP GET.
 //! - [`pubsub`]: the Pub/Sub emulator's REST API (topics, subscriptions,
 //!   publish, pull) and a toxiproxy proxy of a test's own in front of it.
+//! - [`numbered`]: `{"n": i}` workloads and the at-least-once check.
 //! - [`process`]: local `tributary run` replicas a test kills, restarts,
 //!   scales and stops.
+//! - [`server`]: a test's own broker process (free port, own data) for outage tests.
 //! - [`tools`]: run the CLIs the test bed built (`kubectl`, `helm`, …).
 //! - [`runner`]: the pod runner. Under kwok, processor pods never run, so
 //!   the `pod-runner` binary starts the real `tributary` binary as a local
@@ -30,9 +32,11 @@ pub mod env;
 pub mod fixture;
 pub mod kafka;
 pub mod net;
+pub mod numbered;
 pub mod operator;
 pub mod poll;
 pub mod process;
 pub mod pubsub;
 pub mod runner;
+pub mod server;
 pub mod tools;

@@ -39,7 +39,11 @@ fn install_crd(bed: &TestBed) -> Result<()> {
 /// Every example in `deploy/examples/` (local and cluster ones).
 fn examples() -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for dir in ["deploy/examples", "deploy/examples/cluster"] {
+    for dir in [
+        "deploy/examples",
+        "deploy/examples/cluster",
+        "deploy/examples/connectors",
+    ] {
         for entry in std::fs::read_dir(repo().join(dir))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "yaml") {

@@ -13,10 +13,16 @@
 //! - [`sink`]: stdout, file, HTTP and null sinks, dead letters.
 //! - [`http`]: the blocking JSON client of the http step and sink.
 //! - [`runtime`]: the engine loop, metrics and progress.
-//! - `connector`: brokers behind cargo features (`kafka`, `kinesis`, `pubsub`
-//!   on by default; `pulsar` off).
+//! - `connector`: brokers behind cargo features (`kafka`, `kinesis`,
+//!   `pubsub`, `redis`, `nats` on by default; `pulsar` off).
 
-#[cfg(any(feature = "kafka", feature = "kinesis", feature = "pubsub"))]
+#[cfg(any(
+    feature = "kafka",
+    feature = "kinesis",
+    feature = "pubsub",
+    feature = "redis",
+    feature = "nats"
+))]
 pub mod connector;
 pub mod expr;
 pub mod flow;

@@ -10,7 +10,9 @@ mod enrich;
 mod expr;
 mod http;
 mod join;
+mod nats;
 mod pubsub;
+mod redis;
 mod steps;
 
 use std::collections::HashSet;
@@ -98,6 +100,8 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
             }
             SourceKind::Stdin(_) => {}
+            SourceKind::RedisStreams(r) => redis::source(r, errs),
+            SourceKind::Nats(n) => nats::source(n, errs),
             SourceKind::Kafka(k) => {
                 if k.brokers.trim().is_empty() {
                     errs.push("spec.source.kafka.brokers", "must not be empty");
@@ -265,6 +269,8 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
             }
         }
         [SinkKind::PubSub(p)] => pubsub::check_sink(p, &format!("{path}.pubsub"), errs),
+        [SinkKind::RedisStreams(r)] => redis::sink(r, path, errs),
+        [SinkKind::Nats(n)] => nats::sink(n, path, errs),
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),

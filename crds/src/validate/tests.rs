@@ -387,3 +387,57 @@ fn a_kinesis_sink_needs_a_stream_and_a_valid_partition_key() {
         "record",
     );
 }
+
+fn source_errors(source: &str, sinks: &str) -> Vec<String> {
+    let spec = load_pipeline(&format!("source: {source}\nsinks: {sinks}\n"))
+        .expect("parses")
+        .spec;
+    match validate(&spec) {
+        Ok(()) => vec![],
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn redis_streams_and_nats_run_and_are_checked() {
+    let ok = source_errors(
+        "{redisStreams: {url: 'redis://r:6379', stream: s, group: g, claimIdle: 5s}}",
+        "[{name: r, redisStreams: {url: 'redis://r', stream: out, maxLen: 1000}}, {name: n, nats: {url: 'nats://n:4222', subject: out.x}}]",
+    );
+    assert!(ok.is_empty(), "{ok:#?}");
+    let ok = source_errors(
+        "{nats: {url: 'nats://n:4222', stream: S, subject: 'S.>', durable: d, ackWait: 10s}}",
+        "[{name: o, stdout: {}}]",
+    );
+    assert!(ok.is_empty(), "{ok:#?}");
+    let bad = source_errors(
+        "{redisStreams: {url: 'http://r', stream: '', claimIdle: 0s}}",
+        "[{name: r, redisStreams: {url: 'redis://r', stream: out, maxLen: 0}}, {name: n, nats: {url: 'nats://n', subject: 'a.*'}}]",
+    );
+    for path in [
+        "spec.source.redisStreams.url",
+        "spec.source.redisStreams.stream",
+        "spec.source.redisStreams.claimIdle",
+        "spec.sinks[0].redisStreams.maxLen",
+        "spec.sinks[1].nats.subject",
+    ] {
+        assert!(
+            bad.iter().any(|e| e.starts_with(&format!("{path}: "))),
+            "{path}: {bad:#?}"
+        );
+    }
+    let bad = source_errors(
+        "{nats: {url: 'nats://n', stream: 'a.b', durable: 'x y', ackWait: 100ms}}",
+        "[{name: o, stdout: {}}]",
+    );
+    for path in [
+        "spec.source.nats.stream",
+        "spec.source.nats.durable",
+        "spec.source.nats.ackWait",
+    ] {
+        assert!(
+            bad.iter().any(|e| e.starts_with(&format!("{path}: "))),
+            "{path}: {bad:#?}"
+        );
+    }
+}

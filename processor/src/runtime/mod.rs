@@ -342,9 +342,14 @@ impl Pipeline {
             };
             return kinesis::start(k, ctx).map_err(|e| RunError::Connector(Box::new(e)));
         }
+        let owner = source::Owner {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        };
         Ok(source::start(
             &self.spec.source,
             &self.base,
+            &owner,
             queue.clone(),
             self.stop.clone(),
         )?)

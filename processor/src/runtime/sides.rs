@@ -54,6 +54,8 @@ impl Sides {
             let running = source::start(
                 &side_spec(&spec.source, &join.with),
                 base,
+                // `with` runs only files and generators: no group to name.
+                &source::Owner::default(),
                 inner.clone(),
                 stop.clone(),
             )?;

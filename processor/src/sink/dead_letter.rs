@@ -25,6 +25,21 @@ impl DeadLetter {
         }
     }
 
+    /// The provenance broker sinks attach as headers or fields:
+    /// `tributary.source.{topic,partition,offset}`, `tributary.step`,
+    /// `tributary.error`.
+    #[must_use]
+    pub fn provenance(&self) -> [(&'static str, String); 5] {
+        let pos = &self.record.position;
+        [
+            ("tributary.source.topic", pos.source.to_string()),
+            ("tributary.source.partition", pos.partition.to_string()),
+            ("tributary.source.offset", pos.offset.to_string()),
+            ("tributary.step", self.step.clone()),
+            ("tributary.error", self.error.clone()),
+        ]
+    }
+
     /// The JSON written to the dead-letter sink. Broker sinks carry the same
     /// provenance as headers (`tributary.source.*`, `tributary.step`,
     /// `tributary.error`).
@@ -69,19 +84,6 @@ impl DeadLetter {
             serde_json::to_writer(&mut *buf, &json)?;
         }
         Ok(())
-    }
-
-    /// The provenance as broker headers / message properties.
-    #[must_use]
-    pub fn provenance(&self) -> [(&'static str, String); 5] {
-        let pos = &self.record.position;
-        [
-            ("tributary.source.topic", pos.source.to_string()),
-            ("tributary.source.partition", pos.partition.to_string()),
-            ("tributary.source.offset", pos.offset.to_string()),
-            ("tributary.step", self.step.clone()),
-            ("tributary.error", self.error.clone()),
-        ]
     }
 }
 

@@ -166,6 +166,12 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
         Some(SinkKind::PubSub(p)) => Ok(Box::new(crate::connector::pubsub::PubSubSink::open(
             name, p,
         )?)),
+        #[cfg(feature = "redis")]
+        Some(SinkKind::RedisStreams(r)) => {
+            Ok(Box::new(crate::connector::redis::RedisSink::open(name, r)?))
+        }
+        #[cfg(feature = "nats")]
+        Some(SinkKind::Nats(n)) => Ok(Box::new(crate::connector::nats::NatsSink::open(name, n)?)),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),

@@ -44,6 +44,14 @@ pub enum SourceError {
     /// A broker client could not be created (endpoint, credentials).
     #[error("spec.source: {0}")]
     Client(String),
+    /// A broker source could not connect or set up its consumer.
+    #[error("spec.source.{kind}.{message}")]
+    Connect {
+        /// The source kind (`redisStreams`, `nats`).
+        kind: &'static str,
+        /// `<field>: <what went wrong and what to do>`.
+        message: String,
+    },
     /// The kind has no runtime yet (validation refuses it first).
     #[error("spec.source.{0}: not supported yet")]
     Unsupported(&'static str),
@@ -65,6 +73,16 @@ pub struct Running {
     pub acker: Option<Box<dyn Acker>>,
 }
 
+/// The resource a source runs for: its `metadata` gives the default
+/// consumer group / durable name of broker sources.
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    /// `metadata.name`; `None` for a bare spec.
+    pub name: Option<String>,
+    /// `metadata.namespace`.
+    pub namespace: Option<String>,
+}
+
 /// Acknowledges input back to a source whose broker redelivers what is not
 /// acknowledged (Redis consumer groups, JetStream, Kinesis checkpoints).
 ///
@@ -82,13 +100,15 @@ pub trait Acker: Send {
 }
 
 /// Starts the source of `spec`, pushing into `queue` until it ends or
-/// `stop` is set. Relative paths resolve against `base`.
+/// `stop` is set. Relative paths resolve against `base`; `owner` names
+/// default consumer groups.
 ///
 /// # Errors
 /// [`SourceError`] when it cannot start.
 pub fn start(
     spec: &SourceSpec,
     base: &Path,
+    owner: &Owner,
     queue: Arc<Queue>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, SourceError> {
@@ -167,7 +187,16 @@ pub fn start(
         Some(SourceKind::PubSub(_)) => Err(SourceError::Unsupported(
             "pubsub (built without the pubsub feature)",
         )),
-        Some(other) => Err(SourceError::Unsupported(other.field())),
+        #[cfg(feature = "redis")]
+        Some(SourceKind::RedisStreams(r)) => {
+            crate::connector::redis::start(r, owner, decoder, queue, stop)
+        }
+        #[cfg(feature = "nats")]
+        Some(SourceKind::Nats(n)) => crate::connector::nats::start(n, owner, decoder, queue, stop),
+        Some(other) => {
+            let _ = owner;
+            Err(SourceError::Unsupported(other.field()))
+        }
         None => Err(SourceError::Missing),
     }
 }
