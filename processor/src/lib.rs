@@ -20,6 +20,7 @@ pub mod flow;
 pub mod record;
 pub mod rng;
 pub mod runtime;
+pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod step;

@@ -1,11 +1,13 @@
 //! Where results go. Local sinks write one JSON value per line.
 //!
 //! # Guarantees
+//! `postgres` is described in [`postgres`].
 //! `stdout`, `file` and `blackhole` are at-least-once: a crash may lose what is
 //! buffered since the last flush, and a rerun writes everything again.
 
 mod dead_letter;
 mod file;
+pub mod postgres;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -145,6 +147,7 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
             Ok(Box::new(LineSink::new(name, Box::new(file))))
         }
         Some(SinkKind::Blackhole(_)) => Ok(Box::new(NullSink { name })),
+        Some(SinkKind::Postgres(p)) => postgres::open(name, p, "postgres"),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),
