@@ -220,17 +220,21 @@ fn plan(tables: &[(String, Table)], pending: &[Pending]) -> Vec<Statement> {
             }
         }
     }
-    let mut groups: Vec<((usize, Vec<usize>), Vec<(Row, usize)>)> = Vec::new();
+    // Per table and column set, in order of first appearance.
+    let mut groups: Vec<Statement> = Vec::new();
     for (table, row, origin) in merged {
-        let id = (table, row.cols.clone());
-        match groups.iter_mut().find(|(g, _)| *g == id) {
-            Some((_, v)) => v.push((row, origin)),
-            None => groups.push((id, vec![(row, origin)])),
+        let same = |g: &&mut Statement| g.table == table && g.rows[0].0.cols == row.cols;
+        match groups.iter_mut().find(same) {
+            Some(g) => g.rows.push((row, origin)),
+            None => groups.push(Statement {
+                table,
+                rows: vec![(row, origin)],
+            }),
         }
     }
     let mut out = Vec::new();
-    for ((table, cols), rows) in groups {
-        let per = (MAX_PARAMS / cols.len().max(1)).clamp(1, MAX_ROWS);
+    for Statement { table, rows } in groups {
+        let per = (MAX_PARAMS / rows[0].0.cols.len().max(1)).clamp(1, MAX_ROWS);
         for chunk in rows.chunks(per) {
             out.push(Statement {
                 table,
