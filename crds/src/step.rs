@@ -222,6 +222,46 @@ pub struct TableSource {
     /// A JSON-lines file, one row per line (`enrich` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<TableFile>,
+    /// A PostgreSQL query per key, cached (`enrich` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<TablePostgres>,
+}
+
+/// A PostgreSQL query as a lookup table: run with the lookup key as `$1`
+/// on a cache miss; its first row (as a JSON object of its columns) is the
+/// row. Results are cached for `ttl`, so a changed row is seen within `ttl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TablePostgres {
+    /// Connection string (`postgres://user@host:5432/db`), by reference.
+    pub connection: crate::SecretValue,
+    /// The query, with `$1` the lookup key (`SELECT name, tier FROM users WHERE id = $1`).
+    /// `$1` takes the type Postgres infers (text, integer, float, boolean);
+    /// cast it for others (`$1::text::uuid`).
+    pub query: String,
+    /// How long a looked-up row is reused before the query runs again; default 60s.
+    /// A miss (no row) is cached for the shorter of `ttl` and 5s.
+    #[serde(default = "default_table_ttl")]
+    pub ttl: Duration,
+    /// Most keys cached; default 100000. A full cache drops its expired
+    /// entries, then everything if none expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries: Option<u32>,
+}
+
+impl Default for TablePostgres {
+    fn default() -> Self {
+        Self {
+            connection: crate::SecretValue::default(),
+            query: String::new(),
+            ttl: default_table_ttl(),
+            max_entries: None,
+        }
+    }
+}
+
+fn default_table_ttl() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// A JSON-lines file as a lookup table: loaded before the step starts and
@@ -277,8 +317,9 @@ pub struct TableKafka {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrichStep {
-    /// The table: a compacted Kafka topic (latest value per key) or a
-    /// JSON-lines file; kept current while the pipeline runs.
+    /// The table: a compacted Kafka topic (latest value per key), a
+    /// JSON-lines file, or a PostgreSQL query with a TTL cache; kept current
+    /// while the pipeline runs.
     pub table: TableSource,
     /// CEL expression for the lookup key (compared with the row key as a string).
     pub key: String,

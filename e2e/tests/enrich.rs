@@ -1,7 +1,8 @@
 //! The `enrich` step against a compacted topic on the test bed's Kafka: the
 //! table is read to its end before the first record is enriched, then
 //! followed, so an update and a tombstone produced mid-stream are seen by
-//! the records read after them.
+//! the records read after them. And against a PostgreSQL query with a TTL
+//! cache: a changed row is seen by the records after the TTL.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -43,12 +44,17 @@ struct Run {
 
 impl Run {
     fn start(yaml: &str) -> Result<(tempfile::TempDir, Self)> {
+        Self::start_with(yaml, &[])
+    }
+
+    fn start_with(yaml: &str, env: &[(&str, &str)]) -> Result<(tempfile::TempDir, Self)> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("pipeline.yaml"), yaml)?;
         let mut child = Command::new(tributary_bin())
             .args(["run", "-q", "-f", "pipeline.yaml"])
             .current_dir(dir.path())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -140,5 +146,51 @@ async fn a_compacted_topic_is_read_to_its_end_then_followed() -> Result<()> {
     if !status.success() {
         bail!("tributary exited with {status}");
     }
+    Ok(())
+}
+
+/// Connects to the test bed's PostgreSQL.
+async fn postgres(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_table_change_is_seen_once_the_ttl_passes() -> Result<()> {
+    let bed = testbed();
+    let url = bed.var("POSTGRES_URL")?.to_owned();
+    let db = postgres(&url).await?;
+    let t = unique("enrich_users").replace('-', "_");
+    db.batch_execute(&format!(
+        "CREATE TABLE {t} (id integer PRIMARY KEY, tier text NOT NULL);
+         INSERT INTO {t} VALUES (1, 'bronze'), (2, 'silver');"
+    ))
+    .await?;
+    let ttl = Duration::from_secs(1);
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {{name: enrich-pg}}\nspec:\n  source: {{stdin: {{}}}}\n  steps:\n    - enrich: {{table: {{postgres: {{connection: {{env: PG_URL}}, query: 'SELECT tier FROM {t} WHERE id = $1', ttl: 1s}}}}, key: event.userId, as: user}}\n  sinks: [{{name: out, stdout: {{}}}}]\n"
+    );
+    let (_dir, mut run) = Run::start_with(&yaml, &[("PG_URL", &url)])?;
+    assert_eq!(run.send("1")?["user"], json!({"tier": "bronze"}));
+    assert_eq!(run.send("2")?["user"], json!({"tier": "silver"}));
+    assert!(run.send("3")?.get("user").is_none(), "3 has no row");
+
+    db.batch_execute(&format!(
+        "UPDATE {t} SET tier = 'gold' WHERE id = 1; INSERT INTO {t} VALUES (3, 'new');"
+    ))
+    .await?;
+    // Every cached entry (rows and the miss) is older than the TTL after
+    // this: waiting out the TTL is the behaviour under test, not a poll.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(run.send("1")?["user"], json!({"tier": "gold"}));
+    assert_eq!(
+        run.send("3")?["user"],
+        json!({"tier": "new"}),
+        "a cached miss expires too"
+    );
+    assert_eq!(run.send("2")?["user"], json!({"tier": "silver"}));
     Ok(())
 }

@@ -30,6 +30,7 @@ pub mod http;
 pub mod record;
 pub mod rng;
 pub mod runtime;
+pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod step;

@@ -24,8 +24,22 @@ pub(super) fn validate_enrich(
         );
     }
     let table = format!("{path}.table");
-    match (&e.table.file, &e.table.kafka) {
-        (Some(f), None) => {
+    match (&e.table.file, &e.table.kafka, &e.table.postgres) {
+        (None, None, Some(pg)) => {
+            if !pg.query.contains("$1") {
+                errs.push(
+                    format!("{table}.postgres.query"),
+                    "must use $1, the lookup key (SELECT ... WHERE id = $1)",
+                );
+            }
+            if pg.ttl.0.is_zero() {
+                errs.push(format!("{table}.postgres.ttl"), "must be positive");
+            }
+            if pg.max_entries == Some(0) {
+                errs.push(format!("{table}.postgres.maxEntries"), "must be at least 1");
+            }
+        }
+        (Some(f), None, None) => {
             if f.path.trim().is_empty() {
                 errs.push(format!("{table}.file.path"), "required");
             }
@@ -33,7 +47,7 @@ pub(super) fn validate_enrich(
                 errs.push(format!("{table}.file.keyField"), "must not be empty");
             }
         }
-        (None, Some(k)) => {
+        (None, Some(k), None) => {
             if k.topic.trim().is_empty() {
                 errs.push(format!("{table}.kafka.topic"), "required");
             }
@@ -44,7 +58,7 @@ pub(super) fn validate_enrich(
                 );
             }
         }
-        _ => errs.push(&table, "set exactly one of file or kafka"),
+        _ => errs.push(&table, "set exactly one of file, kafka or postgres"),
     }
 }
 
@@ -84,6 +98,18 @@ mod tests {
             "{table: {kafka: {topic: users, brokers: 'k:9092'}}, key: event.userId, as: u}",
         ));
         assert_eq!(kafka, Vec::<String>::new());
+        let pg = "{connection: {env: PG}, query: 'SELECT * FROM u WHERE id = $1'}";
+        let postgres = errors(&step(&format!(
+            "{{table: {{postgres: {pg}}}, key: event.userId, as: u}}"
+        )));
+        assert_eq!(postgres, Vec::<String>::new());
+        assert_refused(
+            &step(
+                "{table: {postgres: {connection: {env: PG}, query: 'SELECT 1'}}, key: event.userId, as: u}",
+            ),
+            &format!("{p}.table.postgres.query"),
+            "$1",
+        );
         assert_refused(
             &step("{table: {file: {path: u}}, key: event.userId, as: u, onMiss: deadLetter}"),
             &format!("{p}.onMiss"),

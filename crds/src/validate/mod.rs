@@ -271,6 +271,16 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
         [SinkKind::PubSub(p)] => pubsub::check_sink(p, &format!("{path}.pubsub"), errs),
         [SinkKind::RedisStreams(r)] => redis::sink(r, path, errs),
         [SinkKind::Nats(n)] => nats::sink(n, path, errs),
+        [SinkKind::Postgres(pg)] => {
+            if pg.table.trim().is_empty() {
+                errs.push(format!("{path}.postgres.table"), "must not be empty");
+            }
+            for (i, k) in pg.upsert_key.iter().enumerate() {
+                if k.trim().is_empty() {
+                    errs.push(format!("{path}.postgres.upsertKey[{i}]"), "must not be empty");
+                }
+            }
+        }
         [other] => errs.push(
             format!("{path}.{}", other.field()),
             not_supported(&format!("the {} sink", other.field())),
@@ -313,8 +323,38 @@ fn validate_sinks(spec: &StreamPipelineSpec, errs: &mut Errors) -> HashSet<Strin
 }
 
 /// Exactly-once is one Kafka transaction: a Kafka source, and every sink
-/// (dead letters too) on the source's cluster.
+/// (dead letters too) on the source's cluster; or, with Postgres sinks, one
+/// database transaction: every sink Postgres on one connection.
 fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
+    let postgres = spec.sinks.iter().find_map(|s| s.postgres.as_ref());
+    if let (Some(pg), Some(_)) = (postgres, &spec.source.kafka) {
+        let sinks = spec
+            .sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("spec.sinks[{i}]"), s));
+        let dead = spec
+            .dead_letter
+            .iter()
+            .map(|s| ("spec.deadLetter".to_owned(), s));
+        for (path, sink) in sinks.chain(dead) {
+            match sink.kind() {
+                Some(SinkKind::Postgres(p)) if p.connection != pg.connection => errs.push(
+                    format!("{path}.postgres.connection"),
+                    "exactlyOnce commits every Postgres sink in one transaction: use the same connection as the first postgres sink",
+                ),
+                Some(SinkKind::Postgres(_)) | None => {}
+                Some(other) => errs.push(
+                    format!("{path}.{}", other.field()),
+                    format!(
+                        "exactlyOnce with a postgres sink commits in one database transaction, which a {} sink cannot join; make every sink (and deadLetter) postgres on the same connection, or use guarantee: atLeastOnce",
+                        other.field()
+                    ),
+                ),
+            }
+        }
+        return;
+    }
     let Some(src) = &spec.source.kafka else {
         errs.push(
             "spec.guarantee",

@@ -441,3 +441,47 @@ fn redis_streams_and_nats_run_and_are_checked() {
         );
     }
 }
+
+const PG: &str = "postgres: {connection: {env: PG_URL}, table: results, upsertKey: [id]}";
+
+#[test]
+fn exactly_once_into_postgres_passes_with_every_sink_on_one_connection() {
+    let errs = kafka_errors(&format!(
+        "sinks: [{{name: o, {PG}}}, {{name: p, postgres: {{connection: {{env: PG_URL}}, table: other}}}}]\ndeadLetter: {{{PG}}}\nguarantee: exactlyOnce\n"
+    ));
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn exactly_once_into_postgres_refuses_kafka_sinks_and_other_connections() {
+    let errs = kafka_errors(&format!(
+        "sinks: [{{name: o, {PG}}}, {{name: k, kafka: {{topic: out}}}}, {{name: p, postgres: {{connection: {{env: OTHER}}, table: t}}}}]\nguarantee: exactlyOnce\n"
+    ));
+    assert!(
+        errs.iter().any(|e| e.starts_with("spec.sinks[1].kafka")
+            && e.contains("one database transaction")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[2].postgres.connection")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn postgres_sink_fields_are_checked() {
+    let errs = kafka_errors(
+        "sinks: [{name: o, postgres: {connection: {env: X}, table: '', upsertKey: ['']}}]\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[0].postgres.table")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.sinks[0].postgres.upsertKey[0]")),
+        "{errs:#?}"
+    );
+}

@@ -126,7 +126,7 @@ impl Pipeline {
         {
             let max = crate::connector::kafka::max_bytes();
             let mut kafka =
-                crate::connector::kafka::SinkOpener::new(&self.spec, &self.base, None, max);
+                crate::connector::kafka::SinkOpener::new(&self.spec, &self.base, None, None, max);
             self.open_outputs_with(&mut |s, name| kafka.open(s, name))
         }
         #[cfg(not(feature = "kafka"))]

@@ -1,6 +1,7 @@
 //! Where results go. Local sinks write one JSON value per line.
 //!
 //! # Guarantees
+//! `postgres` is described in [`postgres`].
 //! `stdout`, `file` and `blackhole` are at-least-once: a crash may lose what is
 //! buffered since the last flush, and a rerun writes everything again.
 //! `http` is at-least-once too, and blocks while its endpoint is down (see
@@ -9,6 +10,7 @@
 mod dead_letter;
 mod file;
 pub mod http;
+pub mod postgres;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -172,6 +174,7 @@ pub fn open(spec: &SinkSpec, default_name: &str, base: &Path) -> Result<Box<dyn 
         }
         #[cfg(feature = "nats")]
         Some(SinkKind::Nats(n)) => Ok(Box::new(crate::connector::nats::NatsSink::open(name, n)?)),
+        Some(SinkKind::Postgres(p)) => postgres::open(name, p, "postgres"),
         Some(other) => Err(SinkError::Unsupported {
             name,
             kind: other.field(),

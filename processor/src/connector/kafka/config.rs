@@ -48,17 +48,9 @@ pub fn transaction_timeout(interval: Duration) -> Duration {
 }
 
 fn secret(v: &SecretValue, path: &str) -> Result<String, KafkaError> {
-    if let Some(var) = &v.env {
-        return std::env::var(var).map_err(|_| KafkaError::Secret {
-            path: path.to_owned(),
-            message: format!("environment variable {var} is not set"),
-        });
-    }
-    Err(KafkaError::Secret {
+    crate::secret::resolve(v).map_err(|message| KafkaError::Secret {
         path: path.to_owned(),
-        message: "secretKeyRef is resolved by the operator into an env reference; \
-                  for a local run use `env: VARIABLE`"
-            .to_owned(),
+        message,
     })
 }
 

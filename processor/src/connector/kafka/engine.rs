@@ -30,6 +30,7 @@ use super::KafkaError;
 use super::checkpoint::Restore;
 use super::context::KafkaConsumer;
 use super::metrics::KafkaMetrics;
+use super::postgres::PgCommit;
 use super::sink::SharedProducer;
 use super::task::Task;
 
@@ -50,8 +51,10 @@ pub struct Engine {
     tasks: BTreeMap<(Arc<str>, i32), Task>,
     topics: HashMap<String, Arc<str>>,
     outputs: Outputs,
-    /// The transactional producer (`exactlyOnce`).
+    /// The transactional producer (`exactlyOnce` into Kafka).
     txn: Option<SharedProducer>,
+    /// The database checkpoint (`exactlyOnce` into PostgreSQL).
+    pg: Option<PgCommit>,
     metrics: Arc<Metrics>,
     kafka: KafkaMetrics,
     /// Something happened since the last checkpoint.
@@ -77,6 +80,8 @@ pub struct Parts {
     pub outputs: Outputs,
     /// The transactional producer under `exactlyOnce`, with a transaction begun.
     pub txn: Option<SharedProducer>,
+    /// The database checkpoint under `exactlyOnce` with PostgreSQL sinks.
+    pub pg: Option<PgCommit>,
     /// Engine counters.
     pub metrics: Arc<Metrics>,
     /// Kafka collectors.
@@ -104,6 +109,7 @@ impl Engine {
             topics: HashMap::new(),
             outputs: p.outputs,
             txn: p.txn,
+            pg: p.pg,
             metrics: p.metrics,
             kafka: p.kafka,
             dirty: false,
@@ -279,15 +285,18 @@ impl Engine {
         }
         let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
+        let mut positions = Vec::new();
         for task in self.tasks.values() {
             if let Some((pos, meta)) = task.checkpoint() {
                 let mut e = tpl.add_partition(&task.topic, task.partition);
                 e.set_offset(Offset::Offset(pos)).map_err(kafka_err)?;
                 e.set_metadata(meta.encode());
+                positions.push((task.topic.to_string(), task.partition, pos, meta));
             }
         }
         let committed = match self.txn.clone() {
             Some(txn) => self.commit_transaction(consumer, &txn, &tpl)?,
+            None if self.pg.is_some() => self.commit_postgres(consumer, &tpl, &positions)?,
             None => self.commit_offsets(consumer, &tpl)?,
         };
         if committed {
@@ -327,10 +336,51 @@ impl Engine {
         }
     }
 
+    /// `exactlyOnce` into PostgreSQL: other sinks flush, then the rows and
+    /// positions commit in one database transaction; the group's offsets
+    /// follow, best effort, for lag only.
+    fn commit_postgres(
+        &mut self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+        positions: &[(String, i32, i64, super::checkpoint::Meta)],
+    ) -> Result<bool, RunError> {
+        let Some(pg) = self.pg.as_mut() else {
+            return Ok(false);
+        };
+        let result = match self.outputs.flush(&self.metrics) {
+            Ok(()) => pg.commit(positions).map_err(|e| e.message),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(refused) => {
+                for d in refused {
+                    self.outputs.dead_letter(d, &self.metrics)?;
+                }
+                if tpl.count() > 0
+                    && let Err(e) = consumer.commit(tpl, CommitMode::Async)
+                {
+                    tracing::debug!(error = %e, "committing group offsets (for lag only) failed");
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint transaction failed; rolling back and rewinding every task to the positions stored in postgres");
+                self.abort(None);
+                self.rewind(consumer)?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Aborts the open transaction; when the producer cannot (a fatal
     /// error: fenced after its transaction timed out in a network cut),
     /// replaces it by a new one, retrying until the brokers answer.
     fn abort(&mut self, cause: Option<&RdError>) {
+        if let Some(pg) = &self.pg {
+            self.kafka.aborts.inc();
+            pg.discard();
+        }
         let Some(handle) = self.txn.clone() else {
             return;
         };
@@ -412,10 +462,25 @@ impl Engine {
 
     /// Restore plans for `tpl`'s partitions from their committed offsets.
     fn plans(
-        &self,
+        &mut self,
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<Vec<(String, i32, Restore)>, RunError> {
+        if let Some(pg) = self.pg.as_mut() {
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let plans = pg.plans(&parts, &self.stop).map_err(|e| {
+                RunError::SourceFailed(format!("reading positions from postgres: {e}"))
+            })?;
+            return Ok(parts
+                .into_iter()
+                .zip(plans)
+                .map(|((t, p), r)| (t, p, r))
+                .collect());
+        }
         loop {
             match consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT) {
                 Ok(c) => {

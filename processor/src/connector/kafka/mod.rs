@@ -19,6 +19,10 @@
 //! re-reads the input from there ("Kafka is the changelog"); records below
 //! the committed offset rebuild state without being output again.
 //!
+//! `exactlyOnce` with Postgres sinks (`postgres`): the checkpoint is one
+//! database transaction holding the rows and each partition's position and
+//! metadata in `tributary_offsets`; a restore reads them from there.
+//!
 //! `atLeastOnce`: the same checkpoints without a transaction: the producer
 //! flushes (every delivery acknowledged), then the offsets commit. A crash
 //! between the two repeats output.
@@ -34,6 +38,7 @@ mod context;
 mod engine;
 mod metrics;
 mod outputs;
+mod postgres;
 mod sink;
 mod task;
 
@@ -56,6 +61,7 @@ pub use sink::{DEFAULT_MAX_RECORD_BYTES, KafkaSink};
 use context::{Ctx, KafkaConsumer};
 use engine::{Engine, Parts};
 use metrics::KafkaMetrics;
+use postgres::PgCommit;
 use sink::ProducerHandle;
 
 /// How often the engine wakes without input: triggers, gauges.
@@ -118,7 +124,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     let kafka_metrics = KafkaMetrics::register(&p.metrics, &name);
 
     let mut txn = None;
-    if eos {
+    if eos && !has_postgres_sink(&spec) {
         let id = format!("{group}-{instance}");
         let cfg = config::producer(&src.brokers, src.auth.as_ref(), Some(&id), interval)?;
         let pr = ProducerHandle::create(cfg)?;
@@ -129,8 +135,13 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         tracing::info!(transactional_id = %id, "transactional producer ready");
         txn = Some(pr);
     }
+    let (pg_writer, pg) = if eos {
+        postgres_checkpoint(&spec, &group)?
+    } else {
+        (None, None)
+    };
     let limit = max_bytes();
-    let mut opener = SinkOpener::new(&spec, &p.base, txn.clone(), limit);
+    let mut opener = SinkOpener::new(&spec, &p.base, txn.clone(), pg_writer, limit);
     let outputs = p.open_outputs_with(&mut |s, name| opener.open(s, name))?;
     let decoder = Decoder::new(&spec.source)?;
     let engine = Engine::new(Parts {
@@ -139,6 +150,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         max_bytes: limit,
         outputs,
         txn,
+        pg,
         metrics: p.metrics.clone(),
         kafka: kafka_metrics,
         stop: p.stop_handle(),
@@ -176,6 +188,42 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         dead_letters: Metrics::get(&m.dead_letters),
         elapsed: started.elapsed(),
     })
+}
+
+fn has_postgres_sink(spec: &tributary_crds::StreamPipelineSpec) -> bool {
+    spec.sinks.iter().any(|s| s.postgres.is_some())
+}
+
+/// Under `exactlyOnce` with Postgres sinks (validation makes every sink
+/// Postgres on one connection): the writer they share and the checkpoint
+/// that commits it with the positions.
+fn postgres_checkpoint(
+    spec: &tributary_crds::StreamPipelineSpec,
+    group: &str,
+) -> Result<
+    (
+        Option<crate::sink::postgres::SharedWriter>,
+        Option<PgCommit>,
+    ),
+    RunError,
+> {
+    use crate::sink::postgres;
+    let Some((i, first)) = spec
+        .sinks
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| Some((i, s.postgres.as_ref()?)))
+    else {
+        return Ok((None, None));
+    };
+    let fail = |e: String| RunError::SourceFailed(e);
+    let url =
+        postgres::connection_string(first, &format!("spec.sinks[{i}].postgres")).map_err(fail)?;
+    let conn = postgres::connect(&url).map_err(fail)?;
+    let writer = Arc::new(std::sync::Mutex::new(postgres::Writer::new(conn)));
+    let commit = PgCommit::new(writer.clone(), group.to_owned()).map_err(fail)?;
+    tracing::info!(pipeline = %group, "exactlyOnce: rows and positions commit in one postgres transaction");
+    Ok((Some(writer), Some(commit)))
 }
 
 fn lock(consumer: &KafkaConsumer) -> std::sync::MutexGuard<'_, Engine> {

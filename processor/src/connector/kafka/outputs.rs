@@ -1,12 +1,14 @@
 //! Opening the sinks of a pipeline when some are Kafka topics: Kafka sinks
 //! share one producer per cluster (the transactional one under
-//! `exactlyOnce`), other kinds open as usual.
+//! `exactlyOnce`), Postgres sinks under `exactlyOnce` share the writer
+//! whose transaction the engine commits, other kinds open as usual.
 
 use std::path::Path;
 
 use tributary_crds::{SinkKind, SinkSpec, StreamPipelineSpec};
 
 use crate::expr::Expr;
+use crate::sink::postgres::{PostgresSink, SharedWriter};
 use crate::sink::{Sink, SinkError};
 
 use super::KafkaError;
@@ -19,18 +21,22 @@ pub struct SinkOpener<'a> {
     base: &'a Path,
     by_brokers: Vec<(String, SharedProducer)>,
     transactional: bool,
+    /// The writer of `exactlyOnce` Postgres sinks.
+    pg: Option<SharedWriter>,
     max_bytes: usize,
     env: std::sync::Arc<cel::Env>,
 }
 
 impl<'a> SinkOpener<'a> {
     /// An opener for `spec`'s sinks; `txn` is the transactional producer of
-    /// an `exactlyOnce` run (every Kafka sink then writes through it).
+    /// an `exactlyOnce` run (every Kafka sink then writes through it);
+    /// `pg` the writer every Postgres sink of an `exactlyOnce` run shares.
     #[must_use]
     pub fn new(
         spec: &'a StreamPipelineSpec,
         base: &'a Path,
         txn: Option<SharedProducer>,
+        pg: Option<SharedWriter>,
         max_bytes: usize,
     ) -> Self {
         let transactional = txn.is_some();
@@ -43,6 +49,7 @@ impl<'a> SinkOpener<'a> {
             base,
             by_brokers,
             transactional,
+            pg,
             max_bytes,
             env: crate::expr::env(),
         }
@@ -67,13 +74,17 @@ impl<'a> SinkOpener<'a> {
     /// # Errors
     /// When the sink cannot be opened.
     pub fn open(&mut self, s: &SinkSpec, default_name: &str) -> Result<Box<dyn Sink>, SinkError> {
-        let Some(SinkKind::Kafka(k)) = s.kind() else {
-            return crate::sink::open(s, default_name, self.base);
-        };
         let name = if s.name.is_empty() {
             default_name.to_owned()
         } else {
             s.name.clone()
+        };
+        let k = match (s.kind(), &self.pg) {
+            (Some(SinkKind::Kafka(k)), _) => k,
+            (Some(SinkKind::Postgres(p)), Some(w)) => {
+                return Ok(Box::new(PostgresSink::open(name, p, w.clone(), true)?));
+            }
+            _ => return crate::sink::open(s, default_name, self.base),
         };
         let broker_err = |message: String| SinkError::Broker {
             name: name.clone(),

@@ -5,11 +5,13 @@
 //! # Layout
 //! - `file`: the JSON-lines table and its reload.
 //! - `kafka`: the compacted-topic table and its follower thread.
+//! - `postgres`: a query per key with a TTL cache.
 //! - this file: keys, the miss policy, output records.
 
 mod file;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod postgres;
 
 #[cfg(test)]
 mod tests;
@@ -29,20 +31,24 @@ use crate::sink::DeadLetter;
 pub use file::FileTable;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaTable;
+pub use postgres::PgTable;
 
 /// Where rows come from.
 enum Table {
     File(FileTable),
     #[cfg(feature = "kafka")]
     Kafka(Arc<KafkaTable>),
+    Postgres(Box<PgTable>),
 }
 
 impl Table {
-    fn get(&self, key: &str) -> Option<Value> {
+    /// The row for `key`; an error says why a lookup could not be made.
+    fn get(&mut self, key: &str) -> Result<Option<Value>, String> {
         match self {
-            Self::File(t) => t.get(key).cloned(),
+            Self::File(t) => Ok(t.get(key).cloned()),
             #[cfg(feature = "kafka")]
-            Self::Kafka(t) => t.get(key),
+            Self::Kafka(t) => Ok(t.get(key)),
+            Self::Postgres(t) => t.get(key, std::time::Instant::now()),
         }
     }
 
@@ -51,6 +57,7 @@ impl Table {
             Self::File(t) => t.rows(),
             #[cfg(feature = "kafka")]
             Self::Kafka(t) => t.rows(),
+            Self::Postgres(t) => t.rows(),
         }
     }
 }
@@ -101,19 +108,26 @@ impl Enrich {
             path: format!("{path}.table.{kind}"),
             message,
         };
-        let (table, reload) = match (&spec.table.file, &spec.table.kafka) {
-            (Some(f), _) => (
+        let t = &spec.table;
+        let (table, reload) = match (&t.file, &t.kafka, &t.postgres) {
+            (None, None, Some(pg)) => (
+                Table::Postgres(Box::new(
+                    PgTable::open(pg).map_err(|m| table_err("postgres", m))?,
+                )),
+                false,
+            ),
+            (Some(f), _, _) => (
                 Table::File(
                     FileTable::load(&base.join(&f.path), &f.key_field)
                         .map_err(|m| table_err("file", m))?,
                 ),
                 f.reload,
             ),
-            (None, Some(k)) => (
+            (None, Some(k), _) => (
                 kafka_table(k, source_brokers).map_err(|m| table_err("kafka", m))?,
                 false,
             ),
-            (None, None) => return Err(table_err("file", "no table kind set".into())),
+            (None, None, None) => return Err(table_err("file", "no table kind set".into())),
         };
         Ok(Self {
             name,
@@ -126,7 +140,7 @@ impl Enrich {
     }
 
     /// The row for `rec`, or the reason there is none.
-    fn lookup(&self, rec: &Record) -> Result<Value, String> {
+    fn lookup(&mut self, rec: &Record) -> Result<Value, String> {
         let v = match self.key.get(&rec.value) {
             Some(v) => Cow::Borrowed(v),
             None => Cow::Owned(self.key.eval(&rec.value).map_err(|e| e.to_string())?),
@@ -134,7 +148,7 @@ impl Enrich {
         let key =
             key_string(&v).ok_or_else(|| format!("no row for key {v} (not a string or number)"))?;
         self.table
-            .get(&key)
+            .get(&key)?
             .ok_or_else(|| format!("no row for key {key:?}"))
     }
 }
