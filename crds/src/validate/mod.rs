@@ -133,10 +133,6 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
             }
             SourceKind::Kinesis(k) => validate_kinesis_source(k, errs),
             SourceKind::PubSub(p) => pubsub::check_source(p, errs),
-            other => errs.push(
-                format!("spec.source.{}", other.field()),
-                not_supported(&format!("the {} source", other.field())),
-            ),
         },
         many => errs.push(
             "spec.source",
@@ -281,10 +277,6 @@ fn validate_sink(sink: &SinkSpec, path: &str, kafka_source: bool, errs: &mut Err
                 }
             }
         }
-        [other] => errs.push(
-            format!("{path}.{}", other.field()),
-            not_supported(&format!("the {} sink", other.field())),
-        ),
         many => errs.push(
             path,
             format!(
