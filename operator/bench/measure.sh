@@ -14,8 +14,11 @@ pipelines=${2:-100}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "${TRIBUTARY_TESTBED_ENV:-${TRIBUTARY_TESTBED_DIR:-/tmp/tributary-testbed}/env}"
 export PATH="$TRIBUTARY_TESTBED_BIN:$PATH"
-bin=$root/target/release/tributary-operator
-[ -x "$bin" ] || bin=$root/target/debug/tributary-operator
+# TRIBUTARY_OPERATOR_BIN, else the release build, else the debug build
+# (under CARGO_TARGET_DIR when set, as e2e/run.sh builds them).
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=${TRIBUTARY_OPERATOR_BIN:-$target/release/tributary-operator}
+[ -x "$bin" ] || bin=$target/debug/tributary-operator
 [ -x "$bin" ] || { echo "build the operator first: cargo build --release -p tributary-operator" >&2; exit 1; }
 need=$((latency + pipelines))
 capacity=$(kubectl get nodes -o 'jsonpath={range .items[*]}{.status.allocatable.pods}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
