@@ -88,6 +88,8 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
+        // As main.rs: kube links rustls with more than one backend.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Never connected: building the watches' URLs needs no server.
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         Client::try_from(config).unwrap()
