@@ -31,18 +31,42 @@ const VALUE_SETS: &[&[&str]] = &[
         "--set",
         "metrics.service.enabled=false",
     ],
+    &[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "serviceMonitor.interval=15s",
+        "--set",
+        "serviceMonitor.labels.release=prometheus",
+    ],
 ];
 
+/// Schemas for kinds whose definitions neither the test bed's API server
+/// nor `crds/generated/` has: (apiVersion, kind, file under `e2e/`). The
+/// ServiceMonitor's is written by hand from the fields the chart uses
+/// (the test bed runs no prometheus-operator), strict like the others.
+const HANDWRITTEN: &[(&str, &str, &str)] = &[(
+    "monitoring.coreos.com/v1",
+    "ServiceMonitor",
+    "schemas/servicemonitor-monitoring-v1.json",
+)];
+
+/// With the defaults and with every value set the chart is rendered with
+/// (the ServiceMonitor's included).
 #[test]
 fn helm_lint_is_clean() -> Result<()> {
     let bed = testbed();
     let chart = chart_dir().display().to_string();
-    let out = helm(&bed, &["lint", "--strict", &chart])?;
-    ensure!(
-        !out.stdout.contains("[WARNING]") && !out.stdout.contains("[ERROR]"),
-        "helm lint:\n{}",
-        out.stdout
-    );
+    for values in VALUE_SETS {
+        let mut args = vec!["lint", "--strict", &chart];
+        args.extend_from_slice(values);
+        let out = helm(&bed, &args)?;
+        ensure!(
+            !out.stdout.contains("[WARNING]") && !out.stdout.contains("[ERROR]"),
+            "helm lint {values:?}:\n{}",
+            out.stdout
+        );
+    }
     Ok(())
 }
 
@@ -90,9 +114,17 @@ fn write_schemas(bed: &TestBed, wanted: &BTreeSet<(String, String)>, dir: &Path)
             serde_json::to_vec(s)?,
         )?;
     }
+    for (api_version, kind, file) in HANDWRITTEN {
+        std::fs::copy(
+            workspace_root().join("e2e").join(file),
+            dir.join(schema::file_name(api_version, kind)),
+        )
+        .with_context(|| format!("copying e2e/{file}"))?;
+    }
     let versions: BTreeSet<&str> = wanted
         .iter()
         .filter(|(v, k)| !custom.iter().any(|(cv, ck, _)| cv == v && ck == k))
+        .filter(|(v, k)| !HANDWRITTEN.iter().any(|(hv, hk, _)| hv == v && hk == k))
         .map(|(v, _)| v.as_str())
         .collect();
     for api_version in versions {
@@ -177,7 +209,8 @@ fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() -> Result<()> {
         .collect();
     ensure!(
         wanted.iter().any(|(_, k)| k == "StreamPipeline")
-            && wanted.iter().any(|(_, k)| k == "Deployment"),
+            && wanted.iter().any(|(_, k)| k == "Deployment")
+            && wanted.iter().any(|(_, k)| k == "ServiceMonitor"),
         "expected chart objects and example pipelines, got {wanted:?}"
     );
     let schemas = work.path().join("schemas");
@@ -197,8 +230,8 @@ fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() -> Result<()> {
         docs.len()
     );
 
-    // The schemas are strict: an unknown field, in a built-in kind and in a
-    // pipeline, is refused.
+    // The schemas are strict: an unknown field, in a built-in kind, in a
+    // pipeline and in a ServiceMonitor, is refused.
     let bad = work.path().join("bad.yaml");
     for (what, yaml) in [
         (
@@ -209,6 +242,10 @@ fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() -> Result<()> {
             "a StreamPipeline",
             "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {name: x}\nspec: {source: {generator: {}}, sinks: [{name: o, stdout: {}}], replica: 2}\n",
         ),
+        (
+            "a ServiceMonitor",
+            "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\nspec: {selector: {}, endpoints: [{port: metrics}], replica: 2}\n",
+        ),
     ] {
         std::fs::write(&bad, yaml)?;
         let (ok, out) = kubeconform(&bed, &schemas, std::slice::from_ref(&bad))?;
@@ -217,5 +254,110 @@ fn the_rendered_chart_and_the_examples_pass_kubeconform_strict() -> Result<()> {
             "{what} with an unknown field passed:\n{out}"
         );
     }
+    Ok(())
+}
+
+/// `helm template` of the chart with `values`, as objects.
+fn render(bed: &TestBed, values: &[&str]) -> Result<Vec<Value>> {
+    let chart = chart_dir().display().to_string();
+    let mut args = vec![
+        "template",
+        "tributary",
+        &chart,
+        "--namespace",
+        "monitoring-test",
+    ];
+    args.extend_from_slice(values);
+    objects(&helm(bed, &args)?.stdout)
+}
+
+/// kubeconform checks the ServiceMonitor's shape; this checks that it
+/// would find the operator: same namespace as the metrics Service, a
+/// selector the Service's labels satisfy, the Service's port by name, and
+/// the values passed through. It is off by default.
+#[test]
+fn the_service_monitor_scrapes_the_operator_metrics_service() -> Result<()> {
+    let bed = testbed();
+    let by_kind = |objs: &[Value], kind: &str| -> Vec<Value> {
+        objs.iter().filter(|o| o["kind"] == kind).cloned().collect()
+    };
+    let defaults = render(&bed, &[])?;
+    ensure!(
+        by_kind(&defaults, "ServiceMonitor").is_empty(),
+        "a ServiceMonitor is rendered by default (prometheus-operator may not be installed)"
+    );
+    let objs = render(&bed, VALUE_SETS[2])?;
+    let (monitors, services) = (by_kind(&objs, "ServiceMonitor"), by_kind(&objs, "Service"));
+    let [monitor] = &monitors[..] else {
+        anyhow::bail!("expected one ServiceMonitor with serviceMonitor.enabled=true: {monitors:?}");
+    };
+    let [service] = &services[..] else {
+        anyhow::bail!("expected one Service: {services:?}");
+    };
+    ensure!(
+        monitor["metadata"]["namespace"] == "monitoring-test"
+            && service["metadata"]["namespace"] == "monitoring-test",
+        "the ServiceMonitor and the Service belong in the release namespace"
+    );
+    ensure!(
+        monitor["metadata"]["labels"]["release"] == "prometheus",
+        "serviceMonitor.labels are not on the ServiceMonitor: {}",
+        monitor["metadata"]
+    );
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .context("spec.selector.matchLabels")?;
+    ensure!(
+        !selector.is_empty(),
+        "an empty selector matches every Service"
+    );
+    for (k, v) in selector {
+        ensure!(
+            service["metadata"]["labels"][k] == *v,
+            "the Service's labels {} do not satisfy the ServiceMonitor's selector {k}={v}",
+            service["metadata"]["labels"]
+        );
+    }
+    let endpoints = monitor["spec"]["endpoints"]
+        .as_array()
+        .context("spec.endpoints")?;
+    ensure!(endpoints.len() == 1, "one endpoint: {endpoints:?}");
+    let ep = &endpoints[0];
+    let port_names: Vec<&Value> = service["spec"]["ports"]
+        .as_array()
+        .context("Service ports")?
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    ensure!(
+        port_names.contains(&&ep["port"]),
+        "endpoint port {} is not a port of the Service {port_names:?}",
+        ep["port"]
+    );
+    ensure!(
+        ep["path"] == "/metrics" && ep["interval"] == "15s",
+        "endpoint {ep}"
+    );
+
+    // Without the Service there is nothing to scrape: refused, not rendered.
+    let chart = chart_dir().display().to_string();
+    let err = helm(
+        &bed,
+        &[
+            "template",
+            "tributary",
+            &chart,
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "metrics.service.enabled=false",
+        ],
+    )
+    .err()
+    .context("serviceMonitor.enabled without the metrics Service was rendered")?;
+    ensure!(
+        err.to_string().contains("metrics.service.enabled"),
+        "the refusal should name metrics.service.enabled: {err}"
+    );
     Ok(())
 }

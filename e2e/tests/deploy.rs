@@ -131,7 +131,12 @@ fn kustomize_base_is_the_rendered_chart() -> Result<()> {
 }
 
 /// `kubectl apply -k deploy/` and the example overlay render and pass the
-/// apiserver's validation (server-side dry run: nothing is installed).
+/// apiserver's validation (server-side dry run). `deploy/` itself is not
+/// applied for real: it owns the cluster-wide names (namespace
+/// `tributary-system`, ClusterRole `tributary-operator`, the CRD) that
+/// every other test and engineer on the shared test bed uses;
+/// [`the_overlay_applied_for_real_installs_a_running_operator`] applies the
+/// overlay under names of its own instead.
 #[test]
 fn kubectl_apply_k_installs_the_operator() -> Result<()> {
     let bed = bed();
@@ -165,4 +170,164 @@ fn kubectl_apply_k_installs_the_operator() -> Result<()> {
         "the single-namespace overlay did not patch the operator:\n{overlay}"
     );
     Ok(())
+}
+
+/// A kustomization wrapping the single-namespace overlay so that it can be
+/// applied for real next to everyone else's objects: every name prefixed
+/// with `ns-`, every namespaced object moved to `ns`, and the two shared
+/// objects (the CRD, which the tests install themselves, and namespace
+/// `tributary-system`) left out. The overlay is used as it is, so what is
+/// applied is exactly what `kubectl apply -k deploy/overlays/...` applies,
+/// renamed.
+fn isolated_overlay(dir: &Path, ns: &str) -> Result<()> {
+    // Kustomize refuses an absolute resource path: climb from `dir` to `/`.
+    let overlay = repo()
+        .join("deploy/overlays/single-namespace")
+        .canonicalize()?;
+    let up = "../".repeat(dir.canonicalize()?.components().count().saturating_sub(1));
+    let overlay = format!(
+        "{up}{}",
+        overlay.display().to_string().trim_start_matches('/')
+    );
+    let delete = |api: &str, kind: &str| {
+        format!(
+            "  - target: {{kind: {kind}}}\n    patch: |-\n      $patch: delete\n      apiVersion: {api}\n      kind: {kind}\n      metadata: {{name: unused}}\n"
+        )
+    };
+    let text = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\nnamePrefix: {ns}-\nresources:\n  - {overlay}\npatches:\n{}{}",
+        delete("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+        delete("v1", "Namespace"),
+    );
+    std::fs::write(dir.join("kustomization.yaml"), text)?;
+    Ok(())
+}
+
+/// `kubectl apply -k` of the example overlay, for real: the operator's
+/// ServiceAccount, RBAC, Service and Deployment are created (the cluster
+/// objects bound to the namespaced ServiceAccount), the Deployment becomes
+/// available in a namespace that enforces the `restricted` Pod Security
+/// Standard (kwok runs its pod), and `kubectl delete -k` removes it all.
+#[test]
+fn the_overlay_applied_for_real_installs_a_running_operator() -> Result<()> {
+    let bed = bed();
+    install_crd(&bed)?;
+    let ns = unique("kustomize");
+    let work = tempfile::tempdir()?;
+    isolated_overlay(work.path(), &ns)?;
+    let dir = work.path().to_str().context("path")?;
+    let built = kubectl(&bed, &["kustomize", dir])?.stdout;
+    ensure!(
+        !built.contains("kind: CustomResourceDefinition") && !built.contains("kind: Namespace"),
+        "the shared objects were not left out:\n{built}"
+    );
+    kubectl(&bed, &["create", "namespace", &ns])?;
+    kubectl(
+        &bed,
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    )?;
+    let result = check_overlay_install(&bed, dir, &ns);
+    let deleted = kubectl(&bed, &["delete", "-k", dir, "--wait=false"]);
+    let _ = kubectl(&bed, &["delete", "namespace", &ns, "--wait=false"]);
+    result?;
+    deleted?;
+    let name = format!("{ns}-tributary-operator");
+    for (kind, namespaced) in [
+        ("clusterrole", false),
+        ("clusterrolebinding", false),
+        ("serviceaccount", true),
+    ] {
+        let mut args = vec![
+            "get",
+            kind,
+            name.as_str(),
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ];
+        if namespaced {
+            args.extend(["-n", ns.as_str()]);
+        }
+        let left = kubectl(&bed, &args)?.stdout;
+        ensure!(left.trim().is_empty(), "`kubectl delete -k` left {left}");
+    }
+    Ok(())
+}
+
+fn check_overlay_install(bed: &TestBed, dir: &str, ns: &str) -> Result<()> {
+    let name = format!("{ns}-tributary-operator");
+    kubectl(bed, &["apply", "-k", dir])?;
+    let get = |args: &[&str]| -> Result<serde_json::Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&kubectl(bed, &all)?.stdout)?)
+    };
+    let sa = get(&["serviceaccount", &name, "-n", ns])?;
+    ensure!(sa["metadata"]["name"] == name.as_str());
+    let role = get(&["clusterrole", &name])?;
+    ensure!(
+        role["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "the ClusterRole has no rules: {role}"
+    );
+    let binding = get(&["clusterrolebinding", &name])?;
+    ensure!(
+        binding["roleRef"]["name"] == name.as_str()
+            && binding["subjects"][0]["name"] == name.as_str()
+            && binding["subjects"][0]["namespace"] == ns,
+        "the ClusterRoleBinding does not bind the overlay's ServiceAccount: {binding}"
+    );
+    let leader = format!("{name}-leader-election");
+    get(&["role", &leader, "-n", ns])?;
+    let rb = get(&["rolebinding", &leader, "-n", ns])?;
+    ensure!(
+        rb["subjects"][0]["name"] == name.as_str(),
+        "the leader-election RoleBinding does not bind the ServiceAccount: {rb}"
+    );
+    get(&["service", &name, "-n", ns])?;
+    let d = get(&["deployment", &name, "-n", ns])?;
+    let pod = &d["spec"]["template"]["spec"];
+    ensure!(
+        pod["serviceAccountName"] == name.as_str(),
+        "the Deployment runs as {}",
+        pod["serviceAccountName"]
+    );
+    let args = pod["containers"][0]["args"].to_string();
+    ensure!(
+        d["spec"]["replicas"] == 1 && args.contains("--namespace=analytics"),
+        "the overlay's patch is missing: replicas {}, args {args}",
+        d["spec"]["replicas"]
+    );
+    // kwok runs the pod once the namespace's `restricted` admission let it in.
+    let deadline = Deadline::new(
+        "the overlay's operator Deployment to be available",
+        Duration::from_secs(90),
+    );
+    loop {
+        let d = get(&["deployment", &name, "-n", ns])?;
+        if d["status"]["availableReplicas"] == 1 {
+            return Ok(());
+        }
+        let events = kubectl(
+            bed,
+            &[
+                "get",
+                "events",
+                "-n",
+                ns,
+                "-o",
+                "custom-columns=R:.reason,M:.message",
+                "--no-headers",
+            ],
+        )
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+        deadline.check(format!("status {}; events:\n{events}", d["status"]))?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -1,7 +1,8 @@
 //! Invalid pipelines: what the CRD schema can express is refused by the API
 //! server with a message naming the field; what only `validate` catches
 //! ends in `Ready=False, reason=InvalidSpec` naming the field, with no child
-//! created or changed.
+//! created or changed (a sidecar that breaks the `restricted` Pod Security
+//! Standard among them).
 
 use anyhow::{Result, anyhow, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -123,6 +124,20 @@ async fn specs_only_validate_catches_are_invalid_and_change_no_child() -> Result
         h.apply(&pipeline_yaml(name, GENERATOR, steps, 1))?;
         expect_invalid(&h, name, field).await?;
     }
+    // A sidecar that contradicts the `restricted` Pod Security Standard the
+    // namespace enforces: refused by name, not left as a Deployment whose
+    // pods the namespace never admits.
+    let name = "privileged-sidecar";
+    h.apply(&format!(
+        "{}  processor:\n    sidecars:\n      - {{name: udf, image: example.com/udf:1, securityContext: {{privileged: true}}}}\n",
+        pipeline_yaml(name, GENERATOR, COUNT_WINDOW, 1)
+    ))?;
+    expect_invalid(
+        &h,
+        name,
+        "spec.processor.sidecars[0].securityContext.privileged",
+    )
+    .await?;
     // No children for pipelines that never were valid.
     let selector = "app.kubernetes.io/managed-by=tributary-operator";
     let cms = h

@@ -14,11 +14,16 @@ pipelines=${2:-100}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "${TRIBUTARY_TESTBED_ENV:-${TRIBUTARY_TESTBED_DIR:-/tmp/tributary-testbed}/env}"
 export PATH="$TRIBUTARY_TESTBED_BIN:$PATH"
-bin=$root/target/release/tributary-operator
-[ -x "$bin" ] || bin=$root/target/debug/tributary-operator
+# TRIBUTARY_OPERATOR_BIN, else the release build, else the debug build
+# (under CARGO_TARGET_DIR when set, as e2e/run.sh builds them).
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=${TRIBUTARY_OPERATOR_BIN:-$target/release/tributary-operator}
+[ -x "$bin" ] || bin=$target/debug/tributary-operator
 [ -x "$bin" ] || { echo "build the operator first: cargo build --release -p tributary-operator" >&2; exit 1; }
 need=$((latency + pipelines))
-capacity=$(kubectl get nodes -o 'jsonpath={range .items[*]}{.status.allocatable.pods}{"\n"}{end}' | awk '{s += $1} END {print s + 0}')
+# allocatable.pods is a quantity: kwok nodes report "1k".
+capacity=$(kubectl get nodes -o 'jsonpath={range .items[*]}{.status.allocatable.pods}{"\n"}{end}' |
+  awk '/k$/ {s += substr($1, 1, length($1) - 1) * 1000; next} {s += $1} END {print s + 0}')
 used=$(kubectl get pods -A --no-headers --field-selector=status.phase!=Succeeded,status.phase!=Failed | wc -l)
 if [ $((capacity - used)) -lt "$need" ]; then
   echo "the test bed's nodes have room for $((capacity - used)) more pods, $need needed;" \
@@ -28,7 +33,13 @@ fi
 ns=measure-$$
 work=$(mktemp -d)
 kubectl apply --server-side --force-conflicts -f "$root/crds/generated/streampipeline.yaml" >/dev/null
+kubectl wait --for=condition=Established crd/streampipelines.tributary.dev --timeout=60s >/dev/null
 kubectl create namespace "$ns" >/dev/null
+# Discovery can lag behind a (re)applied CRD; the watch below needs `sp`.
+for _ in $(seq 1 60); do
+  kubectl -n "$ns" get sp >/dev/null 2>&1 && break
+  sleep 1
+done
 "$bin" --leader-elect false --namespace "$ns" --metrics-addr 127.0.0.1:0 2>"$work/operator.log" &
 op=$!
 cleanup() {

@@ -35,6 +35,12 @@ pub struct Args {
     /// How long a Lease holds without renewal; renewed every third of it.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
+    /// How often a standby tries the Lease (at most a third of the lease
+    /// duration). After the leader dies without releasing it, a standby
+    /// takes over at most this long after the Lease expires, so within
+    /// `lease-duration + retry-period` of the leader's last renewal.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
     /// This replica's identity in the Lease (default: `<hostname>-<pid>`).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -44,6 +50,16 @@ pub struct Args {
 }
 
 impl Args {
+    /// How often a standby polls the Lease: `--retry-period`, capped at a
+    /// third of the lease duration (the leader's renewal interval) and at
+    /// least 100 ms.
+    #[must_use]
+    pub fn standby_poll(&self) -> Duration {
+        self.retry_period
+            .min(self.lease_duration / 3)
+            .max(Duration::from_millis(100))
+    }
+
     /// The identity to hold the Lease under.
     #[must_use]
     pub fn identity(&self) -> String {
@@ -68,6 +84,8 @@ mod tests {
         assert!(a.leader_elect);
         assert_eq!(a.lease_name, "tributary-operator");
         assert_eq!(a.lease_duration, Duration::from_secs(15));
+        assert_eq!(a.retry_period, Duration::from_secs(2));
+        assert_eq!(a.standby_poll(), Duration::from_secs(2));
         assert_eq!(a.processor_image, DEFAULT_PROCESSOR_IMAGE);
     }
 
@@ -83,5 +101,36 @@ mod tests {
         .unwrap();
         assert!(!a.leader_elect);
         assert_eq!(a.lease_duration, Duration::from_secs(3));
+        assert_eq!(
+            a.standby_poll(),
+            Duration::from_secs(1),
+            "capped at a third"
+        );
+    }
+
+    /// The standby's poll bounds the takeover after a leader dies: it must
+    /// never be longer than the leader's renewal interval.
+    #[test]
+    fn the_standby_polls_at_most_every_third_of_the_lease() {
+        for (lease, retry, want) in [
+            ("15s", "2s", 2_000),
+            ("15s", "10s", 5_000),
+            ("6s", "500ms", 500),
+            ("1s", "1ms", 100),
+        ] {
+            let a = Args::try_parse_from([
+                "tributary-operator",
+                "--lease-duration",
+                lease,
+                "--retry-period",
+                retry,
+            ])
+            .unwrap();
+            assert_eq!(
+                a.standby_poll(),
+                Duration::from_millis(want),
+                "{lease} {retry}"
+            );
+        }
     }
 }

@@ -82,3 +82,46 @@ pub async fn run(
     gauge.abort();
     autoscaler.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        // As main.rs: kube links rustls with more than one backend.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Never connected: building the watches' URLs needs no server.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Client::try_from(config).unwrap()
+    }
+
+    /// Without `--namespace` the pipelines and every child kind are watched
+    /// cluster-wide (one watch each), so a pipeline in any namespace is
+    /// reconciled; with it, only that namespace's. (An e2e run of the
+    /// all-namespaces mode would reconcile the other tests' pipelines on
+    /// the shared test bed, so the scope is checked here.)
+    #[tokio::test]
+    async fn watches_all_namespaces_unless_one_is_given() {
+        let c = client();
+        assert_eq!(
+            api::<StreamPipeline>(&c, None).resource_url(),
+            "/apis/tributary.dev/v1alpha1/streampipelines"
+        );
+        assert_eq!(
+            api::<Deployment>(&c, None).resource_url(),
+            "/apis/apps/v1/deployments"
+        );
+        assert_eq!(
+            api::<ConfigMap>(&c, None).resource_url(),
+            "/api/v1/configmaps"
+        );
+        assert_eq!(
+            api::<StreamPipeline>(&c, Some("analytics")).resource_url(),
+            "/apis/tributary.dev/v1alpha1/namespaces/analytics/streampipelines"
+        );
+        assert_eq!(
+            api::<PodDisruptionBudget>(&c, Some("analytics")).resource_url(),
+            "/apis/policy/v1/namespaces/analytics/poddisruptionbudgets"
+        );
+    }
+}

@@ -72,3 +72,78 @@ pub async fn bind(
     };
     Ok((bound, serve))
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    fn state() -> State {
+        State {
+            metrics: Metrics::new().unwrap(),
+            ready: Arc::new(Readiness::default()),
+        }
+    }
+
+    async fn body(resp: Response<Full<Bytes>>) -> (StatusCode, String) {
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// `/healthz` is liveness only: 200 `ok` from the start, before the
+    /// apiserver is reached, so a slow apiserver never gets the pod killed.
+    #[tokio::test]
+    async fn healthz_answers_ok_before_and_after_readiness() {
+        let s = state();
+        for ready in [false, true] {
+            if ready {
+                s.ready.set();
+            }
+            let got = body(answer(&s, "/healthz")).await;
+            assert_eq!(got, (StatusCode::OK, "ok\n".to_owned()), "ready: {ready}");
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_the_apiserver() {
+        let s = state();
+        let (status, text) = body(answer(&s, "/readyz")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("apiserver"), "{text}");
+        s.ready.set();
+        assert_eq!(
+            body(answer(&s, "/readyz")).await,
+            (StatusCode::OK, "ready\n".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_text_and_unknown_paths_404() {
+        let s = state();
+        let (status, text) = body(answer(&s, "/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("tributary_operator_leader"), "{text}");
+        let (status, text) = body(answer(&s, "/nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(text.contains("/healthz"), "{text}");
+    }
+
+    /// Over a real socket, as the kubelet probes it.
+    #[tokio::test]
+    async fn serves_healthz_over_http() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, serve) = bind("127.0.0.1:0".parse().unwrap(), state()).await.unwrap();
+        let server = tokio::spawn(serve);
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).await.unwrap();
+        server.abort();
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nok\n"), "{reply}");
+    }
+}

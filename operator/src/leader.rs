@@ -10,8 +10,10 @@
 //! # Caveats
 //! Expiry is judged by the Lease's `renewTime` against this machine's
 //! clock, and also by how long this process has watched the record stay
-//! unchanged, so a standby takes over a crashed leader at most one lease
-//! duration after its last renewal even with skewed clocks.
+//! unchanged, so a standby takes over a crashed leader no sooner than one
+//! lease duration after its last renewal (never two leaders) and, polling
+//! every `--retry-period`, at most one retry period later than that (plus
+//! the apiserver round trip), even with skewed clocks on the judging side.
 
 use std::time::{Duration, Instant};
 

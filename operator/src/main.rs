@@ -123,10 +123,14 @@ async fn lead(
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    // The leader renews every third of the lease; a standby polls every
+    // retry period, so after a leader dies without releasing the Lease a
+    // standby takes it at most one retry period after it expires.
     let every = args.lease_duration / 3;
+    let poll = args.standby_poll();
     let deadline = args.lease_duration * 2 / 3;
     let lease = format!("{}/{}", args.lease_namespace, args.lease_name);
-    tracing::info!(%lease, "standing by for the leader Lease");
+    tracing::info!(%lease, ?poll, "standing by for the leader Lease");
     loop {
         match lock.try_acquire().await {
             Ok(true) => break,
@@ -135,7 +139,7 @@ async fn lead(
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return Ok(()),
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
     ctx.metrics.leader.set(1);

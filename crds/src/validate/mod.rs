@@ -13,6 +13,7 @@ mod join;
 mod nats;
 mod pubsub;
 mod redis;
+pub mod sidecars;
 mod steps;
 
 use std::collections::HashSet;
@@ -433,6 +434,9 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 not_supported("autoscaling from consumer lag of a source other than kafka (use metric.cloudWatch)"),
             );
         }
+    }
+    if let Some(p) = &spec.processor {
+        sidecars::validate(&p.sidecars, errs);
     }
     if spec
         .metrics

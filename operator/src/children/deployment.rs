@@ -183,8 +183,16 @@ fn processor_container(sp: &StreamPipeline, cfg: &Config) -> Container {
     }
 }
 
-/// A container security context meeting the `restricted` standard, keeping
-/// whatever `given` already sets.
+/// A container security context meeting the `restricted` standard: the
+/// restricted settings `given` leaves unset are filled in (no privilege
+/// escalation, read-only root, non-root as [`RUN_AS_USER`], every
+/// capability dropped), and what it sets is kept.
+///
+/// # Caveats
+/// Keeping is safe only because `tributary_crds::validate` (run before any
+/// child is built) refuses a sidecar whose settings contradict the standard
+/// (`privileged`, `allowPrivilegeEscalation: true`, `runAsUser: 0`, a
+/// `drop` list without `ALL`, …) with `Ready=False, reason=InvalidSpec`.
 #[must_use]
 pub fn restricted(given: Option<SecurityContext>) -> SecurityContext {
     let mut sc = given.unwrap_or_default();

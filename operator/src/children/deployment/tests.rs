@@ -191,3 +191,57 @@ fn a_spec_change_changes_the_config_hash_annotation() {
         configmap::config_hash(&configmap::configmap(&sp, &cfg))
     );
 }
+
+/// A sidecar that sets part of its security context gets the rest of the
+/// `restricted` settings filled in; what it sets within the standard stays.
+#[test]
+fn a_partial_sidecar_security_context_is_completed() {
+    let given = SecurityContext {
+        run_as_user: Some(2000),
+        read_only_root_filesystem: Some(false),
+        capabilities: Some(Capabilities {
+            add: Some(vec!["NET_BIND_SERVICE".to_owned()]),
+            drop: None,
+        }),
+        ..SecurityContext::default()
+    };
+    let sc = restricted(Some(given));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.run_as_user, Some(2000));
+    assert_eq!(sc.read_only_root_filesystem, Some(false));
+    let caps = sc.capabilities.unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    assert_eq!(
+        caps.add.as_deref(),
+        Some(&["NET_BIND_SERVICE".to_owned()][..])
+    );
+    assert_eq!(sc.privileged, None, "unset means not privileged");
+}
+
+/// Every sidecar the shared validation accepts is completed into one the
+/// `restricted` standard admits; the validation's idea of the pod (its
+/// container and volume names) is the builder's.
+#[test]
+fn validation_and_builder_agree_on_the_pod() {
+    use tributary_crds::validate::sidecars::{POD_VOLUMES, PROCESSOR_CONTAINER};
+    assert_eq!(CONTAINER, PROCESSOR_CONTAINER);
+    let sp = fixture::with_sidecar();
+    let d = deployment(&sp, &Config::default());
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let names: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, POD_VOLUMES);
+    assert!(tributary_crds::validate(&sp.spec).is_ok());
+    for c in &pod.containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_ne!(sc.privileged, Some(true), "{}", c.name);
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+        assert_ne!(sc.run_as_user, Some(0), "{}", c.name);
+    }
+}
