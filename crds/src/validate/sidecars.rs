@@ -127,28 +127,28 @@ fn security_context(sc: &SecurityContext, path: &str, errs: &mut Errors) {
             );
         }
     }
-    if let Some(profile) = &sc.seccomp_profile {
-        if !matches!(profile.type_.as_str(), "RuntimeDefault" | "Localhost") {
-            refuse(
-                "seccompProfile.type",
-                &format!(
-                    "must be RuntimeDefault or Localhost, not {:?}, or unset (the pod's RuntimeDefault applies)",
-                    profile.type_
-                ),
-            );
-        }
+    if let Some(profile) = &sc.seccomp_profile
+        && !matches!(profile.type_.as_str(), "RuntimeDefault" | "Localhost")
+    {
+        refuse(
+            "seccompProfile.type",
+            &format!(
+                "must be RuntimeDefault or Localhost, not {:?}, or unset (the pod's RuntimeDefault applies)",
+                profile.type_
+            ),
+        );
     }
     if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
         refuse("procMount", "must be Default or unset");
     }
     if let Some(se) = &sc.se_linux_options {
-        if let Some(t) = se.type_.as_deref().filter(|t| !t.is_empty()) {
-            if !SELINUX_TYPES.contains(&t) {
-                refuse(
-                    "seLinuxOptions.type",
-                    &format!("must be one of {}", SELINUX_TYPES.join(", ")),
-                );
-            }
+        if let Some(t) = se.type_.as_deref().filter(|t| !t.is_empty())
+            && !SELINUX_TYPES.contains(&t)
+        {
+            refuse(
+                "seLinuxOptions.type",
+                &format!("must be one of {}", SELINUX_TYPES.join(", ")),
+            );
         }
         if se.user.as_deref().is_some_and(|u| !u.is_empty()) {
             refuse("seLinuxOptions.user", "must be unset");
