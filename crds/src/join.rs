@@ -5,7 +5,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, TableKafka};
+use crate::{Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, StartFrom};
 
 /// Join types, as in SQL: which unmatched records are emitted too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -61,9 +61,11 @@ pub struct JoinStep {
     "(has(self.kafka) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.generator) ? 1 : 0) == 1"
 ).message("exactly one kind must be set: kafka, file or generator"))]
 pub struct JoinSource {
-    /// A Kafka topic; brokers default to the source's. Not supported yet.
+    /// A Kafka topic, read as a plain consumer (every partition, no
+    /// consumer group, at-least-once). Only with a main source that is not
+    /// Kafka.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<TableKafka>,
+    pub kafka: Option<JoinKafka>,
     /// A file of JSON lines (or text lines); bounded. Relative paths are
     /// resolved against the pipeline file's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +80,24 @@ pub struct JoinSource {
     /// default `spec.source.eventTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTimeSpec>,
+}
+
+/// A Kafka topic as the second input of a join: every partition is
+/// assigned and read from `startFrom`; nothing is committed, so each run
+/// reads from `startFrom` again (see `docs/joins.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinKafka {
+    /// Topic name.
+    pub topic: String,
+    /// Bootstrap servers, comma separated (`kafka:9092`); required, as the
+    /// main source is not Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// `earliest` (default: the oldest retained record) or `latest` (only
+    /// records written after the run starts).
+    #[serde(default)]
+    pub start_from: StartFrom,
 }
 
 /// Join keys of both sides.

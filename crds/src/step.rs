@@ -33,7 +33,9 @@ pub struct StepSpec {
     /// Check records against rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate: Option<ValidateStep>,
-    /// Stream-table join against a changelog. Not supported yet.
+    /// Stream-table join: look each record up in a table kept current (a
+    /// compacted Kafka topic, a JSON-lines file or a PostgreSQL query; see
+    /// `docs/enrich.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrich: Option<EnrichStep>,
     /// Windowed aggregation.
@@ -302,7 +304,7 @@ pub enum OnMiss {
     DeadLetter,
 }
 
-/// A Kafka topic as a table, or as the second input of a join.
+/// A Kafka topic as a table (latest value per record key).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableKafka {

@@ -103,3 +103,61 @@ fn the_second_input_enters_at_the_join_and_later_steps_see_pairs() {
     // u1@1000 meets a1@1200; u2@2000 is 5s from a2; u1@9000 meets a3@8500.
     assert_eq!(got, ["\"u1\" 1000 \"a1\"", "\"u1\" 9000 \"a3\""]);
 }
+
+/// Runs a pipeline whose main source is `main` and whose join reads `with`
+/// (both YAML source kinds), in event time with alignment, to its end;
+/// the number of joined pairs.
+fn run_aligned(main: &str, with: &str, files: &[(&str, String)]) -> usize {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(scratch.path().join(name), text).expect("write input");
+    }
+    let yaml = format!(
+        "source:\n  {main}\n  eventTime: {{field: event.ts}}\n  watermark: {{maxOutOfOrderness: 1s}}\nsteps:\n  - join: {{with: {with}, type: inner, on: {{left: event.userId, right: other.userId}}, within: 1s}}\nsinks: [{{name: out, file: {{path: out.jsonl}}}}]\n"
+    );
+    std::fs::write(scratch.path().join("p.yaml"), yaml).expect("write pipeline");
+    let out = tributary(&["run", "-q", "-f", "p.yaml"], scratch.path());
+    assert!(out.status.success(), "{}\n{}", out.status, out.stderr);
+    std::fs::read_to_string(scratch.path().join("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// Three events of `u1` at the generators' first milliseconds.
+fn three_events() -> (&'static str, String) {
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "{{\"userId\": \"u1\", \"ts\": {}}}",
+                1_700_000_000_000_i64 + i
+            )
+        })
+        .collect();
+    ("short.jsonl", lines.join("\n") + "\n")
+}
+
+/// 200,000 events, 200 s of event time from the file's first millisecond.
+const LONG: &str = "{profile: clickstream, count: 200000, keys: 10, seed: 1, startTime: 1700000000000, timeStep: 1ms}";
+
+#[test]
+fn alignment_never_waits_on_a_with_input_that_ended_early() {
+    // The generator runs 200 s of event time ahead of a file that ends
+    // after 3 ms of it: the file ending releases the generator.
+    let pairs = run_aligned(
+        &format!("generator: {LONG}"),
+        "{file: {path: short.jsonl}}",
+        &[three_events()],
+    );
+    assert!(pairs > 0, "the events of u1 near the start pair");
+}
+
+#[test]
+fn alignment_never_waits_on_a_main_input_that_ended_early() {
+    let pairs = run_aligned(
+        "file: {path: short.jsonl}",
+        &format!("{{generator: {LONG}}}"),
+        &[three_events()],
+    );
+    assert!(pairs > 0, "the events of u1 near the start pair");
+}

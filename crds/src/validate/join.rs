@@ -13,7 +13,7 @@ pub(super) fn validate_join(
     if spec.source.kafka.is_some() {
         // The Kafka engine runs one task per partition; a second input
         // would have to be co-partitioned with the first (see docs/joins.md).
-        errs.push(path, not_supported("join with a kafka source") + "; join is not supported yet with a kafka source: use a file, generator or stdin source");
+        errs.push(path, not_supported("join with a kafka source") + "; join is not supported yet with a kafka source: its per-partition tasks would need both inputs co-partitioned by the join key (a repartition topic), which is not built; use a file, generator or stdin main source (the `with` side may be kafka)");
     }
     check_into(&j.on.left, &format!("{path}.on.left"), &["event"], errs);
     check_into(&j.on.right, &format!("{path}.on.right"), &["other"], errs);
@@ -38,11 +38,16 @@ pub(super) fn validate_join(
             ),
         );
     }
-    if w.kafka.is_some() {
-        errs.push(
-            format!("{with}.kafka"),
-            not_supported("a kafka join input") + "; use file or generator",
-        );
+    if let Some(k) = &w.kafka {
+        if k.topic.trim().is_empty() {
+            errs.push(format!("{with}.kafka.topic"), "must not be empty");
+        }
+        if k.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
+            errs.push(
+                format!("{with}.kafka.brokers"),
+                "required: the main source is not kafka, so there are no brokers to default to",
+            );
+        }
     }
     if let Some(f) = &w.file
         && f.path.trim().is_empty()
@@ -143,15 +148,31 @@ mod tests {
     }
 
     #[test]
-    fn what_has_no_runtime_is_refused_as_not_supported() {
+    fn a_kafka_with_side_passes_with_brokers_and_names_them_when_missing() {
         let p = "spec.steps[0].join";
-        // The contract's example parses unchanged; its kafka input is refused.
+        let kafka = GOOD.replace(
+            "{file: {path: payments.jsonl}}",
+            "{kafka: {topic: payments, brokers: 'k:9092', startFrom: latest}}",
+        );
+        assert_eq!(errors(&step(&kafka)), Vec::<String>::new());
+        // The contract's example parses unchanged; without a kafka main
+        // source it has no brokers to default to.
         let design = "{with: {kafka: {topic: payments}}, type: inner, on: {left: \"event.orderId\", right: \"other.orderId\"}, within: 30s}";
         assert_refused(
             &step(design),
-            &format!("{p}.with.kafka"),
-            "not supported yet",
+            &format!("{p}.with.kafka.brokers"),
+            "required",
         );
+        assert_refused(
+            &step(&kafka.replace("topic: payments", "topic: ''")),
+            &format!("{p}.with.kafka.topic"),
+            "must not be empty",
+        );
+    }
+
+    #[test]
+    fn a_kafka_main_source_is_refused_as_not_supported() {
+        let p = "spec.steps[0].join";
         let kafka_source = format!(
             "source:\n  kafka: {{brokers: 'k:9092', topics: [orders]}}\nsinks: [{{name: out, stdout: {{}}}}]\n{}",
             step(GOOD)
@@ -164,7 +185,8 @@ mod tests {
             .collect();
         assert!(
             errs.iter().any(|e| e.starts_with(&format!("{p}: "))
-                && e.contains("not supported yet with a kafka source")),
+                && e.contains("not supported yet with a kafka source")
+                && e.contains("co-partitioned")),
             "{errs:#?}"
         );
     }

@@ -6,6 +6,7 @@
 //! `checkpoint.interval` and at the end. A bounded source ends the run:
 //! the final watermark is +∞, every open window fires, sinks are flushed.
 
+mod align;
 pub mod chain;
 mod metrics;
 mod progress;
@@ -195,8 +196,12 @@ impl Pipeline {
             wm_spec.max_out_of_orderness.as_millis_i64(),
             wm_spec.idle_timeout.map(|d| d.as_millis_i64()),
         );
-        let mut running = self.start_source(&queue)?;
-        let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop)?;
+        let gate = self.gate();
+        let mut running = match &gate {
+            Some(gate) => self.start_aligned_source(&queue, gate)?,
+            None => self.start_source(&queue)?,
+        };
+        let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop, gate.as_ref())?;
         // Both inputs of a join hold the watermark back.
         let partitions: Vec<i32> = running
             .partitions
@@ -321,6 +326,51 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The alignment gate of a pipeline whose joins run in event time: the
+    /// main source is input 0, the `n`-th join's `with` source input `n + 1`.
+    fn gate(&self) -> Option<Arc<align::Gate>> {
+        let bound = align::bound_of(&self.spec)?;
+        let joins = self.spec.steps.iter().filter(|s| s.join.is_some()).count();
+        let idle = self
+            .spec
+            .source
+            .watermark
+            .idle_timeout
+            .map_or(align::DEFAULT_IDLE, |d| d.0.min(align::DEFAULT_IDLE));
+        let idle = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        Some(Arc::new(align::Gate::new(joins + 1, bound, idle)))
+    }
+
+    /// Starts the main source into a queue of its own and a forwarder that
+    /// moves its batches into `queue` through the alignment `gate`; the
+    /// returned handle is the forwarder's (it joins the source's).
+    fn start_aligned_source(
+        &self,
+        queue: &Arc<Queue>,
+        gate: &Arc<align::Gate>,
+    ) -> Result<source::Running, RunError> {
+        let inner = Arc::new(Queue::new(
+            4 * source::BATCH,
+            tributary_crds::Overflow::Block,
+            1.0,
+        ));
+        let running = self.start_source(&inner)?;
+        let input = sides::Input {
+            inner,
+            outer: queue.clone(),
+            offset: 0,
+            open: running.partitions.len(),
+            gate: Some((gate.clone(), 0)),
+        };
+        let handle = input
+            .spawn("source-aligned".into(), &self.stop, running.handle)
+            .map_err(|source| SourceError::Open {
+                path: "source forwarder thread".into(),
+                source,
+            })?;
+        Ok(source::Running { handle, ..running })
+    }
+
     /// Starts the source thread; broker connectors that need the pipeline's
     /// identity and metrics start their own.
     fn start_source(&self, queue: &Arc<Queue>) -> Result<source::Running, RunError> {

@@ -3,6 +3,10 @@
 //! the main queue under partition ids of their own, so the engine's
 //! watermark is the minimum over both inputs and a batch can be routed to
 //! its join step instead of the first step.
+//!
+//! When the joins run in event time, every input — the main source too —
+//! goes through a forwarder that waits at the run's alignment [`Gate`]
+//! (see `super::align`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use tributary_crds::{JoinSource, SourceSpec, StreamPipelineSpec};
 
+use super::align::Gate;
 use crate::flow::{Message, Queue};
 use crate::source::{self, BATCH, SourceError};
 
@@ -31,7 +36,8 @@ pub struct Sides {
 
 impl Sides {
     /// Starts the `with` source of every `join` step of `spec`, forwarding
-    /// into `queue`.
+    /// into `queue` through `gate` (the `n`-th join's input is gate input
+    /// `n + 1`).
     ///
     /// # Errors
     /// [`SourceError`] when one cannot start.
@@ -40,10 +46,12 @@ impl Sides {
         base: &Path,
         queue: &Arc<Queue>,
         stop: &Arc<AtomicBool>,
+        gate: Option<&Arc<Gate>>,
     ) -> Result<Self, SourceError> {
         let mut sides = Self::default();
-        for (i, step) in spec.steps.iter().enumerate() {
-            let Some(join) = &step.join else { continue };
+        let joins = spec.steps.iter().enumerate();
+        let joins = joins.filter_map(|(i, s)| Some((i, s.join.as_ref()?)));
+        for (n, (i, join)) in joins.enumerate() {
             let offset = i32::try_from(i + 1)
                 .ok()
                 .and_then(|n| n.checked_mul(SIDE_PARTITIONS))
@@ -51,23 +59,19 @@ impl Sides {
                     "more join steps than partition ids",
                 ))?;
             let inner = Arc::new(Queue::new(4 * BATCH, tributary_crds::Overflow::Block, 1.0));
-            let running = source::start(
-                &side_spec(&spec.source, &join.with),
-                base,
-                // `with` runs only files and generators: no group to name.
-                &source::Owner::default(),
-                inner.clone(),
-                stop.clone(),
-            )?;
+            let running = start_with(spec, join, base, &inner, stop)?;
             for p in &running.partitions {
                 sides.routes.insert(p + offset, i);
             }
-            let outer = queue.clone();
-            let stop = stop.clone();
-            let open = running.partitions.len();
-            let handle = std::thread::Builder::new()
-                .name(format!("join-input-{i}"))
-                .spawn(move || forward(&inner, &outer, offset, open, &stop, running.handle))
+            let input = Input {
+                inner,
+                outer: queue.clone(),
+                offset,
+                open: running.partitions.len(),
+                gate: gate.map(|g| (g.clone(), n + 1)),
+            };
+            let handle = input
+                .spawn(format!("join-input-{i}"), stop, running.handle)
                 .map_err(|source| SourceError::Open {
                     path: format!("spec.steps[{i}].join.with thread"),
                     source,
@@ -111,41 +115,129 @@ pub fn side_spec(main: &SourceSpec, with: &JoinSource) -> SourceSpec {
     }
 }
 
-/// Moves messages from a `with` source's own queue into the engine's,
-/// shifting partition ids by `offset`, until its `open` partitions ended,
-/// it failed, or the run stops.
-fn forward(
-    inner: &Queue,
-    outer: &Queue,
-    offset: i32,
-    mut open: usize,
-    stop: &AtomicBool,
-    source: JoinHandle<()>,
-) {
-    const WAIT: Duration = Duration::from_millis(100);
-    while open > 0 && !stop.load(Ordering::Relaxed) {
-        match inner.pop(WAIT) {
-            Some(Message::Batch(mut b)) => {
-                b.partition += offset;
-                outer.push(Message::Batch(b));
+/// Starts the `with` source of `join` into `inner`.
+fn start_with(
+    spec: &StreamPipelineSpec,
+    join: &tributary_crds::JoinStep,
+    base: &Path,
+    inner: &Arc<Queue>,
+    stop: &Arc<AtomicBool>,
+) -> Result<source::Running, SourceError> {
+    let side = side_spec(&spec.source, &join.with);
+    if let Some(k) = &join.with.kafka {
+        return start_kafka(k, &side, inner, stop);
+    }
+    // A file or a generator: no consumer group to name.
+    source::start(
+        &side,
+        base,
+        &source::Owner::default(),
+        inner.clone(),
+        stop.clone(),
+    )
+}
+
+#[cfg(feature = "kafka")]
+fn start_kafka(
+    k: &tributary_crds::JoinKafka,
+    side: &SourceSpec,
+    inner: &Arc<Queue>,
+    stop: &Arc<AtomicBool>,
+) -> Result<source::Running, SourceError> {
+    crate::connector::kafka::plain::start(
+        k,
+        source::Decoder::new(side)?,
+        inner.clone(),
+        stop.clone(),
+    )
+}
+
+#[cfg(not(feature = "kafka"))]
+fn start_kafka(
+    _: &tributary_crds::JoinKafka,
+    _: &SourceSpec,
+    _: &Arc<Queue>,
+    _: &Arc<AtomicBool>,
+) -> Result<source::Running, SourceError> {
+    Err(SourceError::Unsupported(
+        "join.with.kafka (built without the kafka feature)",
+    ))
+}
+
+/// One input's forwarder: moves messages from the source's own queue
+/// (`inner`) into the engine's (`outer`), shifting partition ids by
+/// `offset`, until its `open` partitions ended, it failed, or the run
+/// stops; with a gate, each batch first waits its turn there.
+pub struct Input {
+    /// The source's own bounded queue.
+    pub inner: Arc<Queue>,
+    /// The engine's queue.
+    pub outer: Arc<Queue>,
+    /// Added to every partition id.
+    pub offset: i32,
+    /// Partitions that have not ended.
+    pub open: usize,
+    /// The alignment gate and this input's index in it.
+    pub gate: Option<(Arc<Gate>, usize)>,
+}
+
+impl Input {
+    /// Runs the forwarder on its own thread; it joins `source` (the
+    /// source's thread) before it ends.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn spawn(
+        self,
+        name: String,
+        stop: &Arc<AtomicBool>,
+        source: JoinHandle<()>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.forward(&stop, source))
+    }
+
+    fn forward(mut self, stop: &AtomicBool, source: JoinHandle<()>) {
+        const WAIT: Duration = Duration::from_millis(100);
+        while self.open > 0 && !stop.load(Ordering::Relaxed) {
+            match self.inner.pop(WAIT) {
+                Some(Message::Batch(mut b)) => {
+                    if let Some((gate, me)) = &self.gate {
+                        let max = b.records.iter().map(|r| r.event_time).max();
+                        gate.pass(*me, max, stop);
+                    }
+                    b.partition += self.offset;
+                    self.outer.push(Message::Batch(b));
+                }
+                Some(Message::End { partition }) => {
+                    self.open -= 1;
+                    self.outer.push(Message::End {
+                        partition: partition + self.offset,
+                    });
+                }
+                Some(Message::Failed(e)) => {
+                    let e = if self.offset == 0 {
+                        e
+                    } else {
+                        format!("join input: {e}")
+                    };
+                    self.outer.push(Message::Failed(e));
+                    break;
+                }
+                None => {}
             }
-            Some(Message::End { partition }) => {
-                open -= 1;
-                outer.push(Message::End {
-                    partition: partition + offset,
-                });
-            }
-            Some(Message::Failed(e)) => {
-                outer.push(Message::Failed(format!("join input: {e}")));
-                break;
-            }
-            None => {}
         }
+        // Ended, failed or stopping: hold nobody back any more.
+        if let Some((gate, me)) = &self.gate {
+            gate.end(*me);
+        }
+        // A stopped source may still be blocked on a full queue: drain it so
+        // its thread can see the stop flag and end.
+        while !source.is_finished() {
+            let _ = self.inner.pop(WAIT);
+        }
+        let _ = source.join();
     }
-    // A stopped source may still be blocked on a full queue: drain it so
-    // its thread can see the stop flag and end.
-    while !source.is_finished() {
-        let _ = inner.pop(WAIT);
-    }
-    let _ = source.join();
 }

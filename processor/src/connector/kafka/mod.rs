@@ -9,6 +9,7 @@
 //! - `context`: the consumer context: rebalance callbacks, statistics.
 //! - `sink`: the Kafka sink and dead-letter sink.
 //! - `metrics`: lag, rebalances, checkpoint duration, aborts.
+//! - `plain`: a topic read without a group, as the `with` side of a join.
 //!
 //! # Guarantees
 //! `exactlyOnce`: every `checkpoint.interval` one Kafka transaction holds the
@@ -38,6 +39,7 @@ mod context;
 mod engine;
 mod metrics;
 mod outputs;
+pub mod plain;
 mod postgres;
 mod sink;
 mod task;

@@ -200,3 +200,118 @@ fn an_element_that_is_not_an_object_fails_only_its_record() {
         emit.dead[0].error
     );
 }
+
+/// A latch the test server's handlers can wait on: opened by the test, or
+/// after 30 s so a failing test cannot hang a server thread forever.
+#[derive(Default)]
+struct Latch {
+    open: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Latch {
+    fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        let _ = self
+            .changed
+            .wait_timeout_while(open, Duration::from_secs(30), |o| !*o)
+            .unwrap();
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+}
+
+#[test]
+fn a_server_slower_than_timeout_is_retried_then_answers() {
+    // The first request gets no answer until the test ends; the retry does.
+    let stalled = Arc::new(Latch::default());
+    let latch = stalled.clone();
+    let server = serve(move |i, body| {
+        if i == 0 {
+            latch.wait();
+        }
+        double(i, body)
+    });
+    let mut s = step(server.url(), |h| {
+        h.timeout = tributary_crds::Duration::from_millis(200);
+        h.retries = 2;
+    });
+    let emit = run(&mut s, records(3));
+    stalled.open();
+    assert!(emit.dead.is_empty(), "{:?}", emit.dead);
+    let got: Vec<i64> = emit
+        .out
+        .iter()
+        .map(|r| r.value["twice"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, vec![2, 4]);
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_server_that_never_answers_in_time_dead_letters_after_every_retry() {
+    let stalled = Arc::new(Latch::default());
+    let latch = stalled.clone();
+    let server = serve(move |i, body| {
+        latch.wait();
+        double(i, body)
+    });
+    let mut s = step(server.url(), |h| {
+        h.timeout = tributary_crds::Duration::from_millis(100);
+        h.retries = 1;
+    });
+    let emit = run(&mut s, records(2));
+    stalled.open();
+    assert!(emit.out.is_empty());
+    assert_eq!(emit.dead.len(), 2);
+    let error = &emit.dead[0].error;
+    assert!(error.to_lowercase().contains("timeout"), "{error}");
+    assert!(error.contains("after 2 attempt(s)"), "{error}");
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn in_flight_requests_never_exceed_concurrency() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CONCURRENCY: u32 = 3;
+    const BATCHES: usize = 20;
+    // Each request holds its answer until `CONCURRENCY` requests are in
+    // flight (or no more can come), so the limit is reached, not just
+    // respected, and the largest count seen is exactly the limit.
+    let in_flight = Arc::new((
+        std::sync::Mutex::new((0usize, 0usize)),
+        std::sync::Condvar::new(),
+    ));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (state, seen) = (in_flight.clone(), most.clone());
+    let server = serve(move |i, body| {
+        let (lock, changed) = &*state;
+        let mut now = lock.lock().unwrap();
+        now.0 += 1; // in flight
+        now.1 += 1; // started
+        seen.fetch_max(now.0, Ordering::SeqCst);
+        changed.notify_all();
+        let mut now = changed
+            .wait_timeout_while(now, Duration::from_secs(30), |n| {
+                n.0 < CONCURRENCY as usize && n.1 < BATCHES
+            })
+            .unwrap()
+            .0;
+        now.0 -= 1;
+        drop(now);
+        double(i, body)
+    });
+    let mut s = step(server.url(), |h| {
+        h.batch_size = 5;
+        h.concurrency = CONCURRENCY;
+        h.timeout = tributary_crds::Duration::from_secs(60);
+    });
+    let emit = run(&mut s, records(5 * BATCHES as i64));
+    assert!(emit.dead.is_empty(), "{:?}", emit.dead);
+    assert_eq!(emit.out.len(), 80, "multiples of 5 are dropped");
+    assert_eq!(server.requests.load(Ordering::SeqCst), BATCHES);
+    assert_eq!(most.load(Ordering::SeqCst), CONCURRENCY as usize);
+}

@@ -1,0 +1,129 @@
+//! A `join` whose `with` side is a topic on the test bed's Kafka, read as a
+//! plain consumer, and whose main source is a file: the output is checked
+//! against a nested-loop join of both inputs computed here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use rdkafka::producer::FutureRecord;
+use serde_json::{Value, json};
+use tributary_e2e::fixture::{testbed, unique};
+use tributary_e2e::kafka::{create_topic, producer};
+use tributary_e2e::poll::Deadline;
+use tributary_e2e::process::{Fleet, tributary_bin};
+
+const WAIT: Duration = Duration::from_secs(120);
+const BASE: i64 = 1_700_000_000_000;
+const WITHIN_MS: i64 = 2_000;
+
+/// Orders (left): key `k<i % 7>`, one a second.
+fn orders() -> Vec<Value> {
+    (0..60)
+        .map(|i: i64| json!({"id": format!("o{i}"), "k": format!("k{}", i % 7), "ts": BASE + i * 1_000}))
+        .collect()
+}
+
+/// Payments (right): keys `k0`..`k4` only (orders of `k5`, `k6` match
+/// nothing), times that interleave with the orders' and run backwards in
+/// places.
+fn payments() -> Vec<Value> {
+    (0..90)
+        .map(|j: i64| {
+            let jitter = (j * 37) % 1_500;
+            json!({"id": format!("p{j}"), "k": format!("k{}", j % 5), "ts": BASE + j * 700 - jitter})
+        })
+        .collect()
+}
+
+/// `left id / right id` of every pair of a nested-loop inner join.
+fn nested_loop(left: &[Value], right: &[Value]) -> BTreeMap<String, u32> {
+    let mut pairs = BTreeMap::new();
+    for l in left {
+        for r in right {
+            let near =
+                (l["ts"].as_i64().unwrap_or(0) - r["ts"].as_i64().unwrap_or(0)).abs() <= WITHIN_MS;
+            if l["k"] == r["k"] && near {
+                *pairs
+                    .entry(format!(
+                        "{}/{}",
+                        l["id"].as_str().unwrap_or("?"),
+                        r["id"].as_str().unwrap_or("?")
+                    ))
+                    .or_default() += 1;
+            }
+        }
+    }
+    pairs
+}
+
+/// The pairs in the output file so far.
+fn output(path: &std::path::Path) -> BTreeMap<String, u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut pairs = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let (l, r) = (
+            v["id"].as_str().unwrap_or("-"),
+            v["other"]["id"].as_str().unwrap_or("-"),
+        );
+        *pairs.entry(format!("{l}/{r}")).or_default() += 1;
+    }
+    pairs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_joined_with_a_kafka_topic_matches_a_nested_loop_join() -> Result<()> {
+    let bed = testbed();
+    let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let topic = unique("join-payments");
+    create_topic(&bootstrap, &topic, 3).await?;
+    let p = producer(&bootstrap)?;
+    let right = payments();
+    for r in &right {
+        let key = r["k"].as_str().unwrap_or_default();
+        let body = r.to_string();
+        p.send(
+            FutureRecord::to(&topic).key(key).payload(&body),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .with_context(|| format!("produce {r} to {topic}"))?;
+    }
+    let left = orders();
+    let want = nested_loop(&left, &right);
+    ensure!(want.len() > 20, "the fixture pairs too little: {want:?}");
+
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {{name: join-kafka}}\nspec:\n  source:\n    file: {{path: orders.jsonl}}\n    eventTime: {{field: event.ts}}\n    watermark: {{maxOutOfOrderness: 1h, idleTimeout: 2s}}\n  steps:\n    - join:\n        with: {{kafka: {{topic: {topic}, brokers: '{bootstrap}', startFrom: earliest}}}}\n        type: inner\n        on: {{left: event.k, right: other.k}}\n        within: {WITHIN_MS}ms\n  sinks: [{{name: out, file: {{path: out.jsonl}}}}]\n"
+    );
+    let mut fleet = Fleet::new(&tributary_bin(), &yaml, &[("RUST_LOG", "warn")])?;
+    let lines: Vec<String> = left.iter().map(Value::to_string).collect();
+    std::fs::write(fleet.dir().join("orders.jsonl"), lines.join("\n") + "\n")?;
+    let out = fleet.dir().join("out.jsonl");
+    let i = fleet.add()?;
+
+    // The topic never ends: wait for as many pairs as expected, then stop
+    // the run (SIGTERM flushes) and compare the whole output.
+    let expected: u32 = want.values().sum();
+    let deadline = Deadline::new("every pair of the nested-loop join", WAIT);
+    loop {
+        fleet.check_alive()?;
+        let got: u32 = output(&out).values().sum();
+        if got >= expected {
+            break;
+        }
+        if let Err(e) = deadline.check(format!("{got} of {expected} pairs")) {
+            fleet.keep_logs();
+            return Err(e.into());
+        }
+        // Polling interval of the deadline loop.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fleet.stop(i, Duration::from_secs(30)).await?;
+    assert_eq!(output(&out), want, "pairs (left/right) with their counts");
+    Ok(())
+}

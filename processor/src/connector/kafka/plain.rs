@@ -1,0 +1,155 @@
+//! A Kafka topic read as a plain source: the `with` side of a `join`
+//! whose main source is not Kafka. Every partition is assigned (no
+//! consumer group membership, nothing committed) from `startFrom`, and its
+//! records are decoded and timestamped exactly as a file's would be.
+//!
+//! # Guarantees
+//! At-least-once for the join's output as a whole: the topic is re-read
+//! from `startFrom` on every run, so nothing it held is lost, and a
+//! restarted run repeats pairs it already emitted.
+//!
+//! # Caveats
+//! The topic is unbounded: the run ends only when stopped. Partitions
+//! added while the run goes on are not read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tributary_crds::{JoinKafka, StartFrom};
+
+use crate::flow::{Batch, Message, Queue};
+use crate::record::Position;
+use crate::source::{BATCH, Decoder, Running, SourceError, now_ms};
+
+/// Broker round trips (metadata).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one poll waits; also how quickly the thread sees `stop`.
+const POLL: Duration = Duration::from_millis(100);
+
+fn connect(message: String) -> SourceError {
+    SourceError::Connect {
+        kind: "join.with.kafka",
+        message,
+    }
+}
+
+/// Assigns every partition of `k.topic` from `k.startFrom` and starts a
+/// thread that pushes its records into `queue` until `stop` is set.
+///
+/// # Errors
+/// [`SourceError::Connect`] when the client cannot be created or the topic
+/// does not exist.
+pub fn start(
+    k: &JoinKafka,
+    decoder: Decoder,
+    queue: Arc<Queue>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, SourceError> {
+    let brokers = k.brokers.as_deref().unwrap_or_default();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // librdkafka wants a group id; nothing joins or commits under it.
+        .set("group.id", format!("tributary-join-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(|e| connect(format!("brokers: cannot create a Kafka client: {e}")))?;
+    let topic = k.topic.clone();
+    let md = consumer
+        .fetch_metadata(Some(&topic), CALL_TIMEOUT)
+        .map_err(|e| connect(format!("topic: metadata of {topic} on {brokers}: {e}")))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(connect(format!(
+            "topic: {topic} does not exist on {brokers} (create it first)"
+        )));
+    }
+    let from = match k.start_from {
+        StartFrom::Earliest => Offset::Beginning,
+        StartFrom::Latest => Offset::End,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(&topic, p, from)
+            .map_err(|e| connect(format!("topic: {e}")))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| connect(format!("topic: assign {topic}: {e}")))?;
+    let handle = std::thread::Builder::new()
+        .name("join-kafka".into())
+        .spawn(move || run(&consumer, &topic, &decoder, &queue, &stop))
+        .map_err(|source| SourceError::Open {
+            path: "join kafka thread".into(),
+            source,
+        })?;
+    Ok(Running {
+        handle,
+        partitions,
+        bounded: false,
+        acker: None,
+    })
+}
+
+/// Polls until `stop`, handing over one batch per partition whenever
+/// [`BATCH`] records are buffered or the consumer has nothing more ready.
+fn run(consumer: &BaseConsumer, topic: &str, decoder: &Decoder, queue: &Queue, stop: &AtomicBool) {
+    let name: Arc<str> = topic.into();
+    let mut pending: BTreeMap<i32, Batch> = BTreeMap::new();
+    let mut buffered = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        // Wait for the first record, then take what is ready at once.
+        let wait = if buffered == 0 { POLL } else { Duration::ZERO };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                let position = Position {
+                    source: name.clone(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                };
+                let ts = m.timestamp().to_millis().unwrap_or_else(now_ms);
+                let decoded = decoder.decode_at(m.payload().unwrap_or_default(), position, ts);
+                let key = m.key().map(|k| Arc::from(String::from_utf8_lossy(k)));
+                let batch = pending.entry(m.partition()).or_insert_with(|| Batch {
+                    partition: m.partition(),
+                    records: Vec::with_capacity(BATCH),
+                    dead: Vec::new(),
+                    created: Some(std::time::Instant::now()),
+                });
+                match decoded {
+                    Ok(mut rec) => {
+                        rec.key = key;
+                        batch.records.push(rec);
+                    }
+                    Err(mut dl) => {
+                        dl.record.key = key;
+                        batch.dead.push(*dl);
+                    }
+                }
+                buffered += 1;
+                if buffered < BATCH {
+                    continue;
+                }
+            }
+            Some(Err(e)) => {
+                // librdkafka retries by itself (broker down, leader moved).
+                tracing::warn!(%topic, error = %e, "join input read failed; retrying");
+            }
+            None => {}
+        }
+        for (_, b) in std::mem::take(&mut pending) {
+            queue.push(Message::Batch(b));
+        }
+        buffered = 0;
+    }
+}
