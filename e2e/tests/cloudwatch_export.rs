@@ -321,20 +321,3 @@ async fn an_unreachable_cloudwatch_costs_the_metrics_not_the_pipeline() -> Resul
     );
     Ok(())
 }
-
-#[test]
-fn the_bundled_example_validates() -> Result<()> {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/examples/connectors/cloudwatch-export.yaml");
-    let out = std::process::Command::new(tributary_bin())
-        .args(["validate", "-f"])
-        .arg(&example)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}: {}",
-        example.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}

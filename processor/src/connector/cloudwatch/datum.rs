@@ -59,7 +59,7 @@ impl Snapshot {
 fn gauges<'a>(families: &'a [MetricFamily], name: &'a str) -> impl Iterator<Item = i64> + 'a {
     families
         .iter()
-        .filter(move |f| f.get_name() == name)
+        .filter(move |f| f.name() == name)
         .flat_map(|f| f.get_metric().iter())
         .map(|m| {
             #[allow(clippy::cast_possible_truncation)]
