@@ -164,22 +164,27 @@ fn default_statistic() -> String {
     "Maximum".to_owned()
 }
 
-/// `spec.metrics`.
+/// `spec.metrics`: exports besides the Prometheus `/metrics` endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsSpec {
-    /// Also push metrics to CloudWatch.
+    /// Also publish the key processor metrics to Amazon CloudWatch
+    /// (`PutMetricData`), best effort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch: Option<CloudWatchExport>,
 }
 
-/// CloudWatch export.
+/// `spec.metrics.cloudWatch`: every replica publishes records in/out, dead
+/// letters, input rate, processing latency p50/p99 and source lag with the
+/// dimensions `Pipeline` and `Replica`. Region, credentials and endpoint
+/// come from the AWS default chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloudWatchExport {
-    /// Namespace.
+    /// The CloudWatch namespace of the metrics (not starting with `AWS/`).
     pub namespace: String,
-    /// Push period.
+    /// How often each replica publishes (at least `1s`; below `60s` the
+    /// metrics are high-resolution). Counts are per interval.
     #[serde(default = "sixty")]
     pub interval: Duration,
 }

@@ -76,6 +76,37 @@ fn every_example_passes_validate() {
     }
 }
 
+/// Regression: connector and cluster examples (which need brokers, so
+/// they cannot run here) were only validated one by one, by the e2e test
+/// of their connector, and a new one could be committed unchecked.
+#[test]
+fn every_connector_and_cluster_example_passes_validate() {
+    for sub in ["connectors", "cluster"] {
+        let dir = repo_root().join("deploy/examples").join(sub);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "no examples in {}", dir.display());
+        for name in names {
+            let out = tributary(&["validate", "-f", &name], &dir);
+            assert!(
+                out.status.success(),
+                "tributary validate -f {sub}/{name} failed ({}):\n{}",
+                out.status,
+                out.stderr
+            );
+        }
+    }
+}
+
 #[test]
 fn every_example_runs_to_completion_and_produces_results() {
     let scratch = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,7 @@ mod enrich;
 mod expr;
 mod http;
 mod join;
+mod metrics;
 mod nats;
 mod pubsub;
 mod redis;
@@ -438,15 +439,8 @@ fn validate_runtime(spec: &StreamPipelineSpec, errs: &mut Errors) {
     if let Some(p) = &spec.processor {
         sidecars::validate(&p.sidecars, errs);
     }
-    if spec
-        .metrics
-        .as_ref()
-        .is_some_and(|m| m.cloud_watch.is_some())
-    {
-        errs.push(
-            "spec.metrics.cloudWatch",
-            not_supported("CloudWatch metrics export"),
-        );
+    if let Some(cw) = spec.metrics.as_ref().and_then(|m| m.cloud_watch.as_ref()) {
+        metrics::cloud_watch(cw, errs);
     }
 }
 

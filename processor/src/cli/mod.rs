@@ -46,6 +46,11 @@ pub fn run(
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let loaded = load(file)?;
+    let cloud_watch = loaded
+        .spec
+        .metrics
+        .as_ref()
+        .and_then(|m| m.cloud_watch.clone());
     let pipeline = match Pipeline::new(loaded.spec, base_dir(file)) {
         Ok(p) => p.with_identity(loaded.name.clone(), loaded.namespace.clone()),
         Err(RunError::Invalid(errs)) => {
@@ -68,7 +73,13 @@ pub fn run(
     }
     let progress = (!quiet && std::io::stderr().is_terminal())
         .then(|| Progress::start(pipeline.metrics.clone()));
-    let summary = match pipeline.run() {
+    let exporter = cloud_watch
+        .map(|cw| export_to_cloudwatch(&cw, &pipeline, loaded.name.as_deref(), file))
+        .transpose()?;
+    let result = pipeline.run();
+    // The last interval of a bounded run, or of one stopped by SIGTERM.
+    drop(exporter);
+    let summary = match result {
         Ok(s) => s,
         // `tributary run ... | head` closes our stdout: stop quietly, as Unix tools do.
         Err(RunError::Sink(tributary_processor::sink::SinkError::Write { source, .. }))
@@ -89,6 +100,47 @@ pub fn run(
         "run finished"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exporter thread of `spec.metrics.cloudWatch`, publishing as the
+/// pipeline `metadata.name`, or the file stem of a bare spec; it publishes
+/// a last time when dropped.
+#[cfg(feature = "cloudwatch")]
+fn export_to_cloudwatch(
+    cw: &tributary_crds::CloudWatchExport,
+    pipeline: &Pipeline,
+    name: Option<&str>,
+    file: &Path,
+) -> anyhow::Result<tributary_processor::connector::cloudwatch::Exporter> {
+    use tributary_processor::connector::cloudwatch::{Exporter, Identity};
+    let pipeline_name = name.map_or_else(
+        || {
+            file.file_stem().map_or_else(
+                || "pipeline".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        },
+        str::to_owned,
+    );
+    Ok(Exporter::start(
+        cw,
+        pipeline.metrics.clone(),
+        Identity::new(pipeline_name),
+    )?)
+}
+
+/// Without the `cloudwatch` feature the export cannot run: refuse rather
+/// than silently publish nothing.
+#[cfg(not(feature = "cloudwatch"))]
+fn export_to_cloudwatch(
+    _: &tributary_crds::CloudWatchExport,
+    _: &Pipeline,
+    _: Option<&str>,
+    _: &Path,
+) -> anyhow::Result<std::convert::Infallible> {
+    anyhow::bail!(
+        "spec.metrics.cloudWatch: this tributary was built without the cloudwatch feature"
+    )
 }
 
 /// `tributary validate -f FILE`.

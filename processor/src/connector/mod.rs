@@ -4,10 +4,13 @@
 //! - `kafka`: the partition-scoped Kafka engine, sinks and dead letters.
 //! - `redis`: Redis Streams consumer-group source and `XADD` sink.
 //! - `nats`: NATS JetStream durable pull-consumer source and publish sink.
+//! - `cloudwatch`: the `spec.metrics.cloudWatch` export (`PutMetricData`).
 //! - `ack`: the sequence ledger and mark those broker sources acknowledge with.
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod ack;
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "kinesis")]

@@ -78,11 +78,23 @@ impl LatencyHistogram {
     /// The `q` quantile (upper bound of its bucket), or `None` when empty.
     #[must_use]
     pub fn quantile(&self, q: f64) -> Option<std::time::Duration> {
-        let counts: Vec<u64> = self
-            .buckets
+        Self::quantile_of(&self.counts(), q)
+    }
+
+    /// The count of every bucket, cumulative since the start; the
+    /// difference of two readings is the histogram of what came between.
+    #[must_use]
+    pub fn counts(&self) -> Vec<u64> {
+        self.buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+            .collect()
+    }
+
+    /// The `q` quantile of bucket `counts` (as [`counts`](Self::counts)
+    /// returns them), or `None` when they are all zero.
+    #[must_use]
+    pub fn quantile_of(counts: &[u64], q: f64) -> Option<std::time::Duration> {
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return None;

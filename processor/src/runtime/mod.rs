@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use metrics::Metrics;
+pub use metrics::{LatencyHistogram, Metrics};
 pub use progress::Progress;
 pub use serve::serve;
 
