@@ -74,7 +74,26 @@ struct Tracked {
     samples: VecDeque<Sample>,
     memory: Memory,
     next: Option<Instant>,
+    /// The pipeline's generation at the last poll.
     generation: Option<i64>,
+    /// The generation this autoscaler's last `spec.replicas` patch produced.
+    own_generation: Option<i64>,
+}
+
+impl Tracked {
+    /// Notes the pipeline's generation. A spec change by someone else
+    /// restarts the rate history (the pipeline may process at a different
+    /// speed now); the autoscaler's own patch keeps it, whatever count it
+    /// set — a step limit or snapping often makes that count differ from
+    /// the recommendation, and dropping the history then would send the
+    /// next poll back to the cold-start rule.
+    fn observe_generation(&mut self, generation: Option<i64>) {
+        let changed = self.generation.is_some() && self.generation != generation;
+        if changed && self.own_generation != generation {
+            self.samples.clear();
+        }
+        self.generation = generation;
+    }
 }
 
 /// Runs until the task is aborted (when the leader steps down).
@@ -179,15 +198,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
             return;
         }
     };
-    // A spec change (not ours) restarts the rate history: the pipeline may
-    // process at a different speed now.
-    if t.generation.is_some() && t.generation != sp.metadata.generation {
-        let ours = t.memory.recommendations.back().map(|(_, r)| *r) == Some(sp.spec.replicas);
-        if !ours {
-            t.samples.clear();
-        }
-    }
-    t.generation = sp.metadata.generation;
+    t.observe_generation(sp.metadata.generation);
     t.samples.push_back(reading.sample);
     while t.samples.len() > KEEP {
         t.samples.pop_front();
@@ -228,7 +239,8 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
     let mut scaled_at = None;
     if d.desired != current {
         match scale(ctx, sp, d.desired).await {
-            Ok(()) => {
+            Ok(generation) => {
+                t.own_generation = generation;
                 scaled_at = Some(Time(now));
                 publish(ctx, sp, &d, current).await;
             }
@@ -260,8 +272,13 @@ fn condition(ok: bool, reason: &str, message: String) -> Condition {
     }
 }
 
-/// Patches `spec.replicas` (what `kubectl scale` changes).
-async fn scale(ctx: &Context, sp: &StreamPipeline, replicas: i32) -> Result<(), kube::Error> {
+/// Patches `spec.replicas` (what `kubectl scale` changes); returns the
+/// generation the patch produced.
+async fn scale(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    replicas: i32,
+) -> Result<Option<i64>, kube::Error> {
     let api: Api<StreamPipeline> =
         Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
     let params = PatchParams {
@@ -274,7 +291,7 @@ async fn scale(ctx: &Context, sp: &StreamPipeline, replicas: i32) -> Result<(), 
         &Patch::Merge(json!({"spec": {"replicas": replicas}})),
     )
     .await
-    .map(|_| ())
+    .map(|sp| sp.metadata.generation)
 }
 
 async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32) {
@@ -331,5 +348,60 @@ async fn report(
         .await
     {
         tracing::warn!(%error, pipeline = %key(sp), "autoscaler: patching status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: i64) -> Sample {
+        Sample {
+            at_ms,
+            lag: 5_000,
+            end_offsets: 0,
+            committed: 0,
+        }
+    }
+
+    fn tracked_at(generation: i64) -> Tracked {
+        Tracked {
+            samples: (0..4).map(|k| sample(k * 15_000)).collect(),
+            generation: Some(generation),
+            ..Tracked::default()
+        }
+    }
+
+    /// The autoscaler's own patch keeps the sample history, also when a
+    /// step limit or snapping made the count it set differ from what it
+    /// recommended (the patch is recognised by the generation it produced,
+    /// not by the count).
+    #[test]
+    fn the_autoscalers_own_patch_keeps_the_sample_history_whatever_count_it_set() {
+        let mut t = tracked_at(4);
+        // Recommended 12, stepped to 5: the recommendation is not the count.
+        t.memory.recommendations.push_back((45_000, 12));
+        t.own_generation = Some(5);
+        t.observe_generation(Some(5));
+        assert_eq!(t.samples.len(), 4);
+        // Polls before the cache saw the patch change nothing either.
+        let mut t = tracked_at(4);
+        t.own_generation = Some(5);
+        t.observe_generation(Some(4));
+        t.observe_generation(Some(5));
+        assert_eq!(t.samples.len(), 4);
+    }
+
+    /// A spec change by anyone else (or on top of the autoscaler's own)
+    /// restarts the rate history.
+    #[test]
+    fn a_spec_change_by_someone_else_restarts_the_sample_history() {
+        let mut t = tracked_at(4);
+        t.observe_generation(Some(5));
+        assert!(t.samples.is_empty());
+        let mut t = tracked_at(5);
+        t.own_generation = Some(5);
+        t.observe_generation(Some(6));
+        assert!(t.samples.is_empty());
     }
 }
