@@ -237,11 +237,7 @@ fn a_restart_mid_drain_does_not_scale_on_the_backlog_alone() {
         &seen(1_000_000, &s, 4, Some(12)),
         &mut Memory::default(),
     );
-    assert_eq!(
-        (d.desired, d.reason),
-        (6, Reason::CappedAtPartitions),
-        "{d:?}"
-    );
+    assert_eq!((d.desired, d.reason), (6, Reason::AtMax), "{d:?}");
     // At minReplicas it is a true cold start: act on the first sample.
     let s = samples(1_000_000, &[40_000], 0, 0);
     let d = decide(
@@ -249,11 +245,7 @@ fn a_restart_mid_drain_does_not_scale_on_the_backlog_alone() {
         &seen(1_000_000, &s, 1, Some(12)),
         &mut Memory::default(),
     );
-    assert_eq!(
-        (d.desired, d.reason),
-        (4, Reason::CappedAtPartitions),
-        "{d:?}"
-    );
+    assert_eq!((d.desired, d.reason), (4, Reason::AtMax), "{d:?}");
 }
 
 /// One poll of a random sequence: the input and processing rates (records/s)
