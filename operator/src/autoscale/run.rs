@@ -21,7 +21,7 @@ use super::cloudwatch::CloudWatchTarget;
 use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
 use super::signal::{KafkaTarget, SignalError};
 use crate::conditions;
-use crate::reconcile::{Context, key};
+use crate::reconcile::{Context, key, write_status};
 
 /// The field manager of the autoscaler's patches (the reconciler has its own).
 pub const FIELD_MANAGER: &str = "tributary-autoscaler";
@@ -237,12 +237,16 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
     gauges.lag.with_label_values(&labels).set(d.lag);
     tracing::info!(pipeline = %key(sp), decision = %d.message(current), "autoscaler");
     let mut scaled_at = None;
+    // The pipeline the status is written on top of: the patched one after
+    // a scale (the cache has not seen it yet).
+    let mut base = None;
     if d.desired != current {
         match scale(ctx, sp, d.desired).await {
-            Ok(generation) => {
-                t.own_generation = generation;
+            Ok(patched) => {
+                t.own_generation = patched.metadata.generation;
                 scaled_at = Some(Time(now));
                 publish(ctx, sp, &d, current).await;
+                base = Some(patched);
             }
             Err(e) => {
                 report(
@@ -258,7 +262,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
         }
     }
     let c = condition(true, d.reason.as_str(), d.message(current));
-    report(ctx, sp, Some(&d), scaled_at, c).await;
+    report(ctx, base.as_ref().unwrap_or(sp), Some(&d), scaled_at, c).await;
 }
 
 fn condition(ok: bool, reason: &str, message: String) -> Condition {
@@ -273,12 +277,12 @@ fn condition(ok: bool, reason: &str, message: String) -> Condition {
 }
 
 /// Patches `spec.replicas` (what `kubectl scale` changes); returns the
-/// generation the patch produced.
+/// pipeline as patched (with the generation the patch produced).
 async fn scale(
     ctx: &Context,
     sp: &StreamPipeline,
     replicas: i32,
-) -> Result<Option<i64>, kube::Error> {
+) -> Result<StreamPipeline, kube::Error> {
     let api: Api<StreamPipeline> =
         Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
     let params = PatchParams {
@@ -291,7 +295,6 @@ async fn scale(
         &Patch::Merge(json!({"spec": {"replicas": replicas}})),
     )
     .await
-    .map(|sp| sp.metadata.generation)
 }
 
 async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32) {
@@ -315,7 +318,8 @@ async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32)
 }
 
 /// Writes `status.lag`, `status.lastScaleTime` (when it scaled) and the
-/// `Autoscaling` condition; other conditions are kept as they are.
+/// `Autoscaling` condition; other conditions are kept as they are (the
+/// write is checked against the reconciler's, see [`write_status`]).
 async fn report(
     ctx: &Context,
     sp: &StreamPipeline,
@@ -324,29 +328,21 @@ async fn report(
     c: Condition,
 ) {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let old = sp.status.clone().unwrap_or_default();
-    let merged = conditions::merge(&old.conditions, vec![c], sp.metadata.generation, &now);
-    let mut status = json!({ "conditions": merged });
-    if let Some(d) = d {
-        status["lag"] = json!({"records": d.lag, "observedAt": now});
-    }
-    if let Some(at) = scaled_at {
-        status["lastScaleTime"] = json!(at);
-    }
     let api: Api<StreamPipeline> =
         Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
+    let build = |fresh: &StreamPipeline| {
+        let old = fresh.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+        let merged = conditions::merge(old, vec![c.clone()], fresh.metadata.generation, &now);
+        let mut status = json!({ "conditions": merged });
+        if let Some(d) = d {
+            status["lag"] = json!({"records": d.lag, "observedAt": now});
+        }
+        if let Some(at) = &scaled_at {
+            status["lastScaleTime"] = json!(at);
+        }
+        Some(status)
     };
-    if let Err(error) = api
-        .patch_status(
-            &sp.name_any(),
-            &params,
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-    {
+    if let Err(error) = write_status(&api, sp, FIELD_MANAGER, build).await {
         tracing::warn!(%error, pipeline = %key(sp), "autoscaler: patching status");
     }
 }
