@@ -5,7 +5,8 @@
 //!
 //! Where each verb comes from:
 //! - `streampipelines` `list`, `watch`: the controller's watch (and the
-//!   autoscaler's list); `patch`: the autoscaler sets `spec.replicas`.
+//!   autoscaler's list); `patch`: the autoscaler sets `spec.replicas`;
+//!   `get`: a status write that lost a race (409) re-reads the pipeline.
 //! - `streampipelines/status` `patch`: status merge patches.
 //! - children `get` (read before apply, to tell created and drifted
 //!   children apart), `list`/`watch` (the controller's `owns` watches),
@@ -33,7 +34,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     Rule {
         group: "tributary.dev",
         resources: &["streampipelines"],
-        verbs: &["list", "watch", "patch"],
+        verbs: &["get", "list", "watch", "patch"],
     },
     Rule {
         group: "tributary.dev",

@@ -159,15 +159,19 @@ async fn reconcile_inner(sp: &StreamPipeline, ctx: &Context) -> Result<Outcome> 
     let generation = sp.metadata.generation;
     let old = sp.status.as_ref();
     if let Err(errors) = check(sp) {
-        let status = conditions::status(
-            old,
-            generation,
-            conditions::invalid(&errors),
-            None,
-            children::selector_string(sp),
-            &now,
-        );
-        if patch_status(sp, &ns, ctx, old, &status).await? {
+        let invalid = conditions::invalid(&errors);
+        let selector = children::selector_string(sp);
+        let status = |old: Option<&StreamPipelineStatus>| {
+            conditions::status(
+                old,
+                generation,
+                invalid.clone(),
+                None,
+                selector.clone(),
+                &now,
+            )
+        };
+        if patch_status(sp, &ns, ctx, status).await? {
             events::invalid(ctx, sp, &errors).await;
         }
         return Ok(Outcome::Invalid);
@@ -187,50 +191,104 @@ async fn reconcile_inner(sp: &StreamPipeline, ctx: &Context) -> Result<Outcome> 
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0),
     );
-    let status = conditions::status(
-        old,
-        generation,
-        conditions::from_deployment(d, sp.spec.replicas),
-        Some(counts),
-        children::selector_string(sp),
-        &now,
-    );
-    patch_status(sp, &ns, ctx, old, &status).await?;
+    let computed = conditions::from_deployment(d, sp.spec.replicas);
+    let selector = children::selector_string(sp);
+    let status = |old: Option<&StreamPipelineStatus>| {
+        conditions::status(
+            old,
+            generation,
+            computed.clone(),
+            Some(counts),
+            selector.clone(),
+            &now,
+        )
+    };
+    patch_status(sp, &ns, ctx, status).await?;
     Ok(Outcome::Applied)
 }
 
-/// Writes the fields of the status the reconciler owns, when they changed.
-/// Returns whether it wrote.
+/// Writes the fields of the status the reconciler owns, when they changed
+/// (`status` computes them from the previous status). Returns whether it
+/// wrote.
 async fn patch_status(
     sp: &StreamPipeline,
     ns: &str,
     ctx: &Context,
-    old: Option<&StreamPipelineStatus>,
-    new: &StreamPipelineStatus,
+    status: impl Fn(Option<&StreamPipelineStatus>) -> StreamPipelineStatus,
 ) -> Result<bool> {
-    if old == Some(new) {
-        return Ok(false);
-    }
     let api: Api<StreamPipeline> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({
-        "status": {
-            "observedGeneration": new.observed_generation,
-            "conditions": new.conditions,
-            "replicas": new.replicas,
-            "readyReplicas": new.ready_replicas,
-            "selector": new.selector,
-        }
-    });
     let name = sp.name_any();
+    let wrote = write_status(&api, sp, FIELD_MANAGER, |fresh| {
+        let old = fresh.status.as_ref();
+        let new = status(old);
+        (old != Some(&new)).then(|| {
+            json!({
+                "observedGeneration": new.observed_generation,
+                "conditions": new.conditions,
+                "replicas": new.replicas,
+                "readyReplicas": new.ready_replicas,
+                "selector": new.selector,
+            })
+        })
+    })
+    .await
+    .map_err(Error::kube(format!("patching status of {ns}/{name}")))?;
+    if wrote {
+        tracing::debug!(pipeline = %key(sp), "status updated");
+    }
+    Ok(wrote)
+}
+
+/// Status writes that lost a race before one gives up.
+const STATUS_ATTEMPTS: u32 = 5;
+
+/// Merge-patches `status` as `build` makes it from the pipeline, on the
+/// condition that the pipeline is still the one it was made from.
+///
+/// The reconciler and the autoscaler both write `status.conditions`, one
+/// list that a merge patch replaces whole, and each keeps the other's
+/// conditions as its copy of the pipeline shows them. A copy older than
+/// the other writer's last write (the controller's cache lags every
+/// write) would drop or revert what that writer wrote — the reconciler
+/// reacting to the autoscaler's `spec.replicas` patch used to erase the
+/// `Autoscaling` condition the autoscaler wrote right after it. So the
+/// patch carries the copy's `resourceVersion`; on a conflict the pipeline
+/// is read afresh and the status built again from it. `build` returns
+/// `None` when there is nothing to write. Returns whether it wrote.
+pub(crate) async fn write_status(
+    api: &Api<StreamPipeline>,
+    base: &StreamPipeline,
+    field_manager: &str,
+    build: impl Fn(&StreamPipeline) -> Option<serde_json::Value>,
+) -> kube::Result<bool> {
+    let name = base.name_any();
     let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
+        field_manager: Some(field_manager.to_owned()),
         ..PatchParams::default()
     };
-    api.patch_status(&name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(Error::kube(format!("patching status of {ns}/{name}")))?;
-    tracing::debug!(pipeline = %key(sp), "status updated");
-    Ok(true)
+    let mut fresh: Option<StreamPipeline> = None;
+    let mut attempt = 1;
+    loop {
+        let sp = fresh.as_ref().unwrap_or(base);
+        let Some(status) = build(sp) else {
+            return Ok(false);
+        };
+        let mut patch = json!({ "status": status });
+        if let Some(version) = sp.resource_version() {
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
+        match api
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < STATUS_ATTEMPTS => {
+                attempt += 1;
+                fresh = Some(api.get(&name).await?);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Until `c` is known (a cold start: no backlog seen yet), the fallback is
-//! `ceil(L / targetLagPerReplica)`, never below the current count.
+//! `ceil(L / targetLagPerReplica)`, never below the current count; above
+//! `minReplicas` (a count chosen already, e.g. before an operator restart)
+//! it only adds replicas when the lag grows, so a restart mid-drain does
+//! not act on the backlog alone.
 //! `needed` is clamped to `[minReplicas, maxReplicas]`, capped at the
 //! partition count (a replica above it would sit idle), and snapped down to
 //! the smallest count with the same partitions per replica (12 partitions:
@@ -20,19 +23,28 @@
 //!
 //! # What holds a change
 //! A rollout in progress or replicas not ready (the rate is not
-//! representative, and a scale-up waits for the last one's replicas); for
-//! scale-up, the `scaleUp` stabilization window (the smallest
-//! recommendation over it is used) and `maxStep`; for scale-down, the
-//! `cooldown` after any action, a backlog still draining, and the
-//! `scaleDown` window (the largest recommendation over it, and only once the
-//! window has been observed in full — so an operator restart never scales
-//! down on a partial history). A scale-down removes at most `maxStep`
-//! replicas' worth of capacity: it goes to the smallest count whose busiest
-//! replica carries no more partitions than with `current − maxStep` (12
-//! partitions, 12 → 10 replicas leaves 2 partitions on the busiest, as 6 do,
-//! so it goes to 6). The cooldown does not delay a scale-up: a backlog
-//! growing while replicas stand by is the failure users complain about
-//! most; readiness already paces consecutive scale-ups.
+//! representative, and a scale-up waits for the last one's replicas) —
+//! also for moving into bounds the user changed, except lowering the count
+//! to a lowered ceiling, which reads no rate and must not wait for replicas
+//! that may never be ready. For scale-up, the `scaleUp` stabilization
+//! window (the smallest recommendation over it is used) and `maxStep`; for
+//! scale-down, a backlog still draining, and the `scaleDown` window (the
+//! largest recommendation over it, and only once the window has been
+//! observed in full — so an operator restart never scales down on a
+//! partial history). A scale-down removes at most `maxStep` replicas'
+//! worth of capacity: it goes to the smallest count whose busiest replica
+//! carries no more partitions than with `current − maxStep` (12
+//! partitions, 12 → 10 replicas leaves 2 partitions on the busiest, as 6
+//! do, so it goes to 6).
+//!
+//! The `cooldown` after an action holds the next one, except a scale-up
+//! that continues a scale-up: that one is paced by readiness and the
+//! settle time of the rate instead (a rebalance costs seconds here, not a
+//! job restart as in Flink, and a backlog growing while replicas could be
+//! added is the complaint users of lag scalers have most — why the HPA
+//! dropped its upscale delay). A scale-up after a scale-down, or after an
+//! action of unknown direction (an operator restart), waits it out, so
+//! nothing flaps within a cooldown.
 
 use std::collections::VecDeque;
 
@@ -123,6 +135,12 @@ pub struct Memory {
     pub recommendations: VecDeque<(i64, i32)>,
     /// Records/s one replica processes when it has a backlog.
     pub capacity_per_replica: Option<f64>,
+    /// This memory's last change `(at, upwards)`: the cooldown holds a
+    /// reversal but lets a scale-up follow a scale-up.
+    pub last_action: Option<(i64, bool)>,
+    /// The ready count at the last decision, and when it was first seen
+    /// different from the one before (the group rebalances then).
+    pub ready: Option<(i32, Option<i64>)>,
 }
 
 /// Why the decision is what it is (the `Autoscaling` condition's reason).
@@ -220,6 +238,14 @@ const SETTLE_MS: i64 = 10_000;
 /// Decides the replica count from what was observed; updates `memory`.
 #[must_use]
 pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Decision {
+    let d = decide_once(policy, seen, memory);
+    if d.desired != seen.current {
+        memory.last_action = Some((seen.now_ms, d.desired > seen.current));
+    }
+    d
+}
+
+fn decide_once(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Decision {
     let since = *memory.since_ms.get_or_insert(seen.now_ms);
     let current = seen.current;
     let Some(last) = seen.samples.last() else {
@@ -235,12 +261,23 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
     let span_s = (last.at_ms - first.at_ms) as f64 / 1000.0;
     let input_rate =
         (span_s > 0.0).then(|| ((last.end_offsets - first.end_offsets).max(0) as f64) / span_s);
-    // Processing rates only from samples after the last action settled:
-    // a rebalance pause would read as a slow replica.
+    // The group rebalances when a replica becomes ready (or goes), which
+    // is often well after the patch that asked for it (scheduling, image
+    // pull, start-up): note when the ready count was seen changing.
+    let ready_changed_ms = match memory.ready {
+        Some((r, at)) if r == seen.ready => at,
+        Some(_) => Some(seen.now_ms),
+        None => None,
+    };
+    memory.ready = Some((seen.ready, ready_changed_ms));
+    // Processing rates only from samples after the last action and the
+    // last change of the ready set settled: a rebalance pause would read
+    // as a slow replica.
+    let unsettled_since = seen.last_scale_ms.max(ready_changed_ms);
     let settled: Vec<&Sample> = window
         .iter()
         .copied()
-        .filter(|s| seen.last_scale_ms.is_none_or(|t| s.at_ms - t >= SETTLE_MS))
+        .filter(|s| unsettled_since.is_none_or(|t| s.at_ms - t >= SETTLE_MS))
         .collect();
     if !seen.rolling_out
         && seen.ready >= current
@@ -253,6 +290,12 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         learn_capacity(memory, rate / f64::from(seen.ready), &settled);
     }
     let capacity = memory.capacity_per_replica;
+    let ceiling = seen
+        .partitions
+        .filter(|p| *p > 0)
+        .map_or(policy.max, |p| p.min(policy.max));
+    // Set when the cold-start rule keeps a count someone already chose.
+    let mut waiting = None;
     let mut needed = match (input_rate, capacity) {
         (Some(input), Some(c)) if c > 0.0 => {
             let demand = input + lag as f64 / policy.catch_up_s;
@@ -262,8 +305,28 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         _ if lag == 0 && input_rate.is_some_and(|r| r == 0.0) => policy.min,
         // Cold start: lag per replica, and never below what runs (no rate
         // says fewer would do).
-        _ => (((lag + policy.target_lag_per_replica - 1) / policy.target_lag_per_replica) as i32)
-            .max(current),
+        _ => {
+            let by_lag =
+                ((lag + policy.target_lag_per_replica - 1) / policy.target_lag_per_replica) as i32;
+            // Above minReplicas the count was chosen already (by this
+            // autoscaler before a restart, or by the user): without a rate,
+            // only a growing lag says it is too small. A restart mid-drain
+            // must not read the backlog alone as a reason to scale.
+            // (At the ceiling either answer is the same; the cap says why.)
+            if by_lag > current && current > policy.min && current < ceiling && !growing(&window) {
+                waiting = Some(if window.len() < 2 {
+                    Reason::NoSamples
+                } else {
+                    Reason::BacklogDraining
+                });
+                current
+            } else {
+                if by_lag < current && draining(&window) {
+                    waiting = Some(Reason::BacklogDraining);
+                }
+                by_lag.max(current)
+            }
+        }
     };
     let mut capped = None;
     if needed > policy.max {
@@ -295,22 +358,28 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         capacity_per_replica: capacity,
     };
     if needed == current {
-        return decision(current, capped.unwrap_or(Reason::Steady));
+        return decision(current, capped.or(waiting).unwrap_or(Reason::Steady));
     }
-    // Bounds the user changed apply at once, as the HPA applies them.
-    let ceiling = seen
-        .partitions
-        .filter(|p| *p > 0)
-        .map_or(policy.max, |p| p.min(policy.max));
-    if current > ceiling || current < policy.min.min(ceiling) {
-        return decision(needed, Reason::OutsideBounds);
-    }
+    let floor = policy.min.min(ceiling);
+    let outside = current > ceiling || current < floor;
     if seen.rolling_out {
         return decision(current, Reason::RollingOut);
     }
-    if seen.ready < current {
+    // Not ready holds every action but one: removing replicas above a
+    // lowered ceiling. It reads no rate, and a replica that never becomes
+    // ready (no room to schedule it) is often why the user lowered the
+    // bound — holding would wait for it forever.
+    if seen.ready < current && current <= ceiling {
         return decision(current, Reason::NotReady);
     }
+    // Bounds the user changed: the nearest count inside them, as the HPA
+    // clamps; the policy moves on from there at the next poll.
+    if outside {
+        return decision(current.clamp(floor, ceiling), Reason::OutsideBounds);
+    }
+    let cooling = seen
+        .last_scale_ms
+        .is_some_and(|t| seen.now_ms - t < policy.cooldown_ms);
     let over = |window_ms: i64| {
         memory
             .recommendations
@@ -319,6 +388,16 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
             .map(|(_, r)| *r)
     };
     if needed > current {
+        // The cooldown holds a reversal (up right after a down) and any
+        // scale-up whose predecessor is unknown (after a restart); a
+        // scale-up continuing a scale-up is paced by readiness instead.
+        let last_up = memory
+            .last_action
+            .filter(|(t, _)| seen.last_scale_ms.is_none_or(|s| *t >= s))
+            .is_some_and(|(_, up)| up);
+        if cooling && !last_up {
+            return decision(current, Reason::Cooldown);
+        }
         let stable = over(policy.up_window_ms).min().unwrap_or(needed);
         if stable <= current {
             return decision(current, Reason::Stabilizing);
@@ -329,10 +408,7 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
         let desired = stepped.max(next_up(current, seen.partitions)).min(stable);
         return decision(desired, capped.unwrap_or(Reason::ScaleUp));
     }
-    if seen
-        .last_scale_ms
-        .is_some_and(|t| seen.now_ms - t < policy.cooldown_ms)
-    {
+    if cooling {
         return decision(current, Reason::Cooldown);
     }
     if lag > policy.target_lag_per_replica || draining(&window) {
@@ -347,8 +423,8 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>, memory: &mut Memory) -> Deci
     }
     // At most maxStep replicas' worth of capacity: the smallest count whose
     // busiest replica carries no more partitions than with current − maxStep.
-    let floor = snap((current - policy.down_max_step).max(1), seen.partitions);
-    let desired = stable.max(floor).max(policy.min);
+    let step_floor = snap((current - policy.down_max_step).max(1), seen.partitions);
+    let desired = stable.max(step_floor).max(policy.min);
     decision(desired, Reason::ScaleDown)
 }
 
@@ -360,6 +436,14 @@ fn hold(current: i32, reason: Reason, lag: i64, rate: Option<f64>, memory: &Memo
         lag,
         input_rate: rate,
         capacity_per_replica: memory.capacity_per_replica,
+    }
+}
+
+/// The lag grew across the window (two samples or more).
+fn growing(window: &[&Sample]) -> bool {
+    match (window.first(), window.last()) {
+        (Some(a), Some(b)) => window.len() >= 2 && b.lag > a.lag,
+        _ => false,
     }
 }
 

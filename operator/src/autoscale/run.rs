@@ -21,7 +21,7 @@ use super::cloudwatch::CloudWatchTarget;
 use super::decide::{Decision, Memory, Observed, Policy, Sample, decide};
 use super::signal::{KafkaTarget, SignalError};
 use crate::conditions;
-use crate::reconcile::{Context, key};
+use crate::reconcile::{Context, key, write_status};
 
 /// The field manager of the autoscaler's patches (the reconciler has its own).
 pub const FIELD_MANAGER: &str = "tributary-autoscaler";
@@ -74,7 +74,26 @@ struct Tracked {
     samples: VecDeque<Sample>,
     memory: Memory,
     next: Option<Instant>,
+    /// The pipeline's generation at the last poll.
     generation: Option<i64>,
+    /// The generation this autoscaler's last `spec.replicas` patch produced.
+    own_generation: Option<i64>,
+}
+
+impl Tracked {
+    /// Notes the pipeline's generation. A spec change by someone else
+    /// restarts the rate history (the pipeline may process at a different
+    /// speed now); the autoscaler's own patch keeps it, whatever count it
+    /// set — a step limit or snapping often makes that count differ from
+    /// the recommendation, and dropping the history then would send the
+    /// next poll back to the cold-start rule.
+    fn observe_generation(&mut self, generation: Option<i64>) {
+        let changed = self.generation.is_some() && self.generation != generation;
+        if changed && self.own_generation != generation {
+            self.samples.clear();
+        }
+        self.generation = generation;
+    }
 }
 
 /// Runs until the task is aborted (when the leader steps down).
@@ -179,15 +198,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
             return;
         }
     };
-    // A spec change (not ours) restarts the rate history: the pipeline may
-    // process at a different speed now.
-    if t.generation.is_some() && t.generation != sp.metadata.generation {
-        let ours = t.memory.recommendations.back().map(|(_, r)| *r) == Some(sp.spec.replicas);
-        if !ours {
-            t.samples.clear();
-        }
-    }
-    t.generation = sp.metadata.generation;
+    t.observe_generation(sp.metadata.generation);
     t.samples.push_back(reading.sample);
     while t.samples.len() > KEEP {
         t.samples.pop_front();
@@ -226,11 +237,16 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
     gauges.lag.with_label_values(&labels).set(d.lag);
     tracing::info!(pipeline = %key(sp), decision = %d.message(current), "autoscaler");
     let mut scaled_at = None;
+    // The pipeline the status is written on top of: the patched one after
+    // a scale (the cache has not seen it yet).
+    let mut base = None;
     if d.desired != current {
         match scale(ctx, sp, d.desired).await {
-            Ok(()) => {
+            Ok(patched) => {
+                t.own_generation = patched.metadata.generation;
                 scaled_at = Some(Time(now));
                 publish(ctx, sp, &d, current).await;
+                base = Some(patched);
             }
             Err(e) => {
                 report(
@@ -246,7 +262,7 @@ async fn step(ctx: &Context, sp: &StreamPipeline, t: &mut Tracked, gauges: &Gaug
         }
     }
     let c = condition(true, d.reason.as_str(), d.message(current));
-    report(ctx, sp, Some(&d), scaled_at, c).await;
+    report(ctx, base.as_ref().unwrap_or(sp), Some(&d), scaled_at, c).await;
 }
 
 fn condition(ok: bool, reason: &str, message: String) -> Condition {
@@ -260,8 +276,13 @@ fn condition(ok: bool, reason: &str, message: String) -> Condition {
     }
 }
 
-/// Patches `spec.replicas` (what `kubectl scale` changes).
-async fn scale(ctx: &Context, sp: &StreamPipeline, replicas: i32) -> Result<(), kube::Error> {
+/// Patches `spec.replicas` (what `kubectl scale` changes); returns the
+/// pipeline as patched (with the generation the patch produced).
+async fn scale(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    replicas: i32,
+) -> Result<StreamPipeline, kube::Error> {
     let api: Api<StreamPipeline> =
         Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
     let params = PatchParams {
@@ -274,7 +295,6 @@ async fn scale(ctx: &Context, sp: &StreamPipeline, replicas: i32) -> Result<(), 
         &Patch::Merge(json!({"spec": {"replicas": replicas}})),
     )
     .await
-    .map(|_| ())
 }
 
 async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32) {
@@ -298,7 +318,8 @@ async fn publish(ctx: &Context, sp: &StreamPipeline, d: &Decision, current: i32)
 }
 
 /// Writes `status.lag`, `status.lastScaleTime` (when it scaled) and the
-/// `Autoscaling` condition; other conditions are kept as they are.
+/// `Autoscaling` condition; other conditions are kept as they are (the
+/// write is checked against the reconciler's, see [`write_status`]).
 async fn report(
     ctx: &Context,
     sp: &StreamPipeline,
@@ -307,29 +328,76 @@ async fn report(
     c: Condition,
 ) {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let old = sp.status.clone().unwrap_or_default();
-    let merged = conditions::merge(&old.conditions, vec![c], sp.metadata.generation, &now);
-    let mut status = json!({ "conditions": merged });
-    if let Some(d) = d {
-        status["lag"] = json!({"records": d.lag, "observedAt": now});
-    }
-    if let Some(at) = scaled_at {
-        status["lastScaleTime"] = json!(at);
-    }
     let api: Api<StreamPipeline> =
         Api::namespaced(ctx.client.clone(), &sp.namespace().unwrap_or_default());
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..PatchParams::default()
+    let build = |fresh: &StreamPipeline| {
+        let old = fresh.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+        let merged = conditions::merge(old, vec![c.clone()], fresh.metadata.generation, &now);
+        let mut status = json!({ "conditions": merged });
+        if let Some(d) = d {
+            status["lag"] = json!({"records": d.lag, "observedAt": now});
+        }
+        if let Some(at) = &scaled_at {
+            status["lastScaleTime"] = json!(at);
+        }
+        Some(status)
     };
-    if let Err(error) = api
-        .patch_status(
-            &sp.name_any(),
-            &params,
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-    {
+    if let Err(error) = write_status(&api, sp, FIELD_MANAGER, build).await {
         tracing::warn!(%error, pipeline = %key(sp), "autoscaler: patching status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: i64) -> Sample {
+        Sample {
+            at_ms,
+            lag: 5_000,
+            end_offsets: 0,
+            committed: 0,
+        }
+    }
+
+    fn tracked_at(generation: i64) -> Tracked {
+        Tracked {
+            samples: (0..4).map(|k| sample(k * 15_000)).collect(),
+            generation: Some(generation),
+            ..Tracked::default()
+        }
+    }
+
+    /// The autoscaler's own patch keeps the sample history, also when a
+    /// step limit or snapping made the count it set differ from what it
+    /// recommended (the patch is recognised by the generation it produced,
+    /// not by the count).
+    #[test]
+    fn the_autoscalers_own_patch_keeps_the_sample_history_whatever_count_it_set() {
+        let mut t = tracked_at(4);
+        // Recommended 12, stepped to 5: the recommendation is not the count.
+        t.memory.recommendations.push_back((45_000, 12));
+        t.own_generation = Some(5);
+        t.observe_generation(Some(5));
+        assert_eq!(t.samples.len(), 4);
+        // Polls before the cache saw the patch change nothing either.
+        let mut t = tracked_at(4);
+        t.own_generation = Some(5);
+        t.observe_generation(Some(4));
+        t.observe_generation(Some(5));
+        assert_eq!(t.samples.len(), 4);
+    }
+
+    /// A spec change by anyone else (or on top of the autoscaler's own)
+    /// restarts the rate history.
+    #[test]
+    fn a_spec_change_by_someone_else_restarts_the_sample_history() {
+        let mut t = tracked_at(4);
+        t.observe_generation(Some(5));
+        assert!(t.samples.is_empty());
+        let mut t = tracked_at(5);
+        t.own_generation = Some(5);
+        t.observe_generation(Some(6));
+        assert!(t.samples.is_empty());
     }
 }
