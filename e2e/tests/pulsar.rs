@@ -163,6 +163,20 @@ async fn survives_a_sigkill(sub_type: &str) -> Result<()> {
     let mut b = consumer(&bed, &topic, &sub, sub_type)?;
     a.add()?;
     b.add()?;
+    // Produce only once both replicas are subscribed: a replica that joins a
+    // Key_Shared subscription late may be handed no key at all, and then
+    // there is nothing of A's to kill (seen once on a loaded CI machine).
+    let deadline = Deadline::new("both replicas subscribed", Duration::from_secs(60));
+    loop {
+        a.check_alive()?;
+        b.check_alive()?;
+        let consumers = bed.unacked(&topic, &sub).await?;
+        if consumers.len() >= 2 {
+            break;
+        }
+        deadline.check(&consumers)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let producing = tokio::task::spawn_blocking({
         let (bed, topic) = (bed.clone(), topic.clone());
         // In chunks, so the replicas consume for a few seconds: long
