@@ -42,6 +42,25 @@ spec:
 {autoscaling}"
     )
 }
+/// A fresh topic of `partitions` partitions, named after `prefix`, holding
+/// `events` keyed records over `keys` keys: the backlog each test scales on.
+/// Returns the bootstrap servers and the topic.
+async fn backlog(
+    h: &Harness,
+    prefix: &str,
+    partitions: i32,
+    events: u64,
+    keys: u64,
+) -> Result<(String, String)> {
+    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let topic = unique(prefix);
+    create_topic(&bootstrap, &topic, partitions).await?;
+    let workload = Workload::new(events, keys, 1, 1_000);
+    workload
+        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
+        .await?;
+    Ok((bootstrap, topic))
+}
 
 async fn replicas(h: &Harness, name: &str) -> Result<i64> {
     let sp = h.pipelines().get(name).await?;
@@ -113,13 +132,7 @@ fn lag_in(note: &str) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_scales_processors_up_then_back_to_one_without_flapping() -> Result<()> {
     let h = Harness::start("op-scale").await?;
-    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
-    let topic = unique("op-scale");
-    create_topic(&bootstrap, &topic, 12).await?;
-    let workload = Workload::new(6_000, 24, 1, 1_000);
-    workload
-        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
-        .await?;
+    let (bootstrap, topic) = backlog(&h, "op-scale", 12, 6_000, 24).await?;
     h.apply(&pipeline(
         "backlog",
         &bootstrap,
@@ -225,13 +238,7 @@ async fn a_backlog_scales_processors_up_then_back_to_one_without_flapping() -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capped_at_the_partition_count_with_the_reason() -> Result<()> {
     let h = Harness::start("op-cap").await?;
-    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
-    let topic = unique("op-cap");
-    create_topic(&bootstrap, &topic, 4).await?;
-    let workload = Workload::new(2_000, 8, 1, 1_000);
-    workload
-        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
-        .await?;
+    let (bootstrap, topic) = backlog(&h, "op-cap", 4, 2_000, 8).await?;
     // No processor runs: the lag stays.
     h.apply(&pipeline(
         "capped",
@@ -268,13 +275,7 @@ async fn capped_at_the_partition_count_with_the_reason() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_drain_resumes_without_a_spurious_action() -> Result<()> {
     let h = Harness::start_with("op-restart", Duration::from_secs(3)).await?;
-    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
-    let topic = unique("op-restart");
-    create_topic(&bootstrap, &topic, 12).await?;
-    let workload = Workload::new(12_000, 24, 1, 1_000);
-    workload
-        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
-        .await?;
+    let (bootstrap, topic) = backlog(&h, "op-restart", 12, 12_000, 24).await?;
     h.apply(&pipeline(
         "drain",
         &bootstrap,
@@ -539,13 +540,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_without_offsets_counts_lag_from_start_from() -> Result<()> {
     let h = Harness::start("op-start").await?;
-    let bootstrap = h.bed.var("KAFKA_BOOTSTRAP")?.to_owned();
-    let topic = unique("op-start");
-    create_topic(&bootstrap, &topic, 2).await?;
-    let workload = Workload::new(1_000, 8, 1, 1_000);
-    workload
-        .produce(&producer(&bootstrap)?, &topic, 0..workload.events, 0.0)
-        .await?;
+    let (bootstrap, topic) = backlog(&h, "op-start", 2, 1_000, 8).await?;
     for (name, start) in [("latest", "latest"), ("earliest", "earliest")] {
         h.apply(&format!(
             "apiVersion: tributary.dev/v1alpha1

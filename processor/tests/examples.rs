@@ -11,10 +11,9 @@ use std::path::PathBuf;
 
 use support::{copy_examples, repo_root, tributary};
 
-/// The example pipelines, by file name, sorted.
-fn examples() -> Vec<String> {
-    let dir = repo_root().join("deploy/examples");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+/// The YAML files directly in `dir`, by file name, sorted.
+fn yaml_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| {
             e.expect("dir entry")
@@ -25,6 +24,13 @@ fn examples() -> Vec<String> {
         .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
         .collect();
     names.sort();
+    names
+}
+
+/// The example pipelines, by file name, sorted.
+fn examples() -> Vec<String> {
+    let dir = repo_root().join("deploy/examples");
+    let names = yaml_files(&dir);
     assert!(
         names.len() >= 5,
         "expected the bundled examples in {}, found {names:?}",
@@ -83,17 +89,7 @@ fn every_example_passes_validate() {
 fn every_connector_and_cluster_example_passes_validate() {
     for sub in ["connectors", "cluster"] {
         let dir = repo_root().join("deploy/examples").join(sub);
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-            .map(|e| {
-                e.expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .filter(|n| n.ends_with(".yaml"))
-            .collect();
-        names.sort();
+        let names = yaml_files(&dir);
         assert!(!names.is_empty(), "no examples in {}", dir.display());
         for name in names {
             let out = tributary(&["validate", "-f", &name], &dir);
