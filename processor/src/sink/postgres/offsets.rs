@@ -43,9 +43,11 @@ pub struct Position {
 pub fn ensure_table(conn: &mut Conn) -> Result<(), String> {
     match conn.run(async |c| c.batch_execute(CREATE).await) {
         Ok(()) => Ok(()),
-        // Two replicas creating it at once: one wins, the other's
-        // unique violation on the catalog means it exists now.
-        Err(e) if e.message.contains("23505") => Ok(()),
+        // Two replicas creating it at once: one wins, and the other's
+        // `IF NOT EXISTS` check can still lose the race, as a unique
+        // violation on the catalog (23505) or, once the winner has
+        // committed, as duplicate_table (42P07). Either way it exists now.
+        Err(e) if e.message.contains("23505") || e.message.contains("42P07") => Ok(()),
         Err(e) => Err(format!("creating {TABLE}: {e}")),
     }
 }
