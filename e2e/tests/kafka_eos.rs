@@ -16,10 +16,11 @@ mod kafka_common;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use kafka_common::{Scenario, chaos};
+use kafka_common::Scenario;
 use tributary_e2e::kafka::output::Check;
 use tributary_e2e::kafka::set_proxy;
 use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::process::chaos;
 
 /// Events per chaos run, produced over [`PRODUCE_SECONDS`].
 const EVENTS: u64 = 200_000;

@@ -208,3 +208,141 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_provenance() -> Resu
     );
     Ok(())
 }
+
+/// Three kinds of bad record through a Kafka → map → Kafka pipeline, each
+/// to the dead-letter topic with its provenance: an input over the record
+/// limit (`decode`), a CEL error (division by zero in `map`), and an
+/// output over the limit (the sink). Every other record is in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cel_errors_and_oversized_records_go_to_the_dead_letter_topic() -> Result<()> {
+    use tributary_e2e::fixture::{testbed, unique};
+    use tributary_e2e::kafka::create_topic;
+    use tributary_e2e::kafka::output::read_to_end;
+    use tributary_e2e::process::{Fleet, tributary_bin};
+
+    const N: u64 = 1_000;
+    const LIMIT: usize = 4_096;
+    let bed = testbed();
+    let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let (input, output, dlq) = (unique("bad-in"), unique("bad-out"), unique("bad-dlq"));
+    for t in [&input, &output, &dlq] {
+        create_topic(&bootstrap, t, 2).await?;
+    }
+    // i % 10: 3 → b = 0 (CEL error), 5 → a 3 KiB pad the map doubles (output
+    // over the limit), 7 → an 8 KiB pad (input over the limit).
+    let kind = |i: u64| match i % 10 {
+        3 => "cel",
+        5 => "sink",
+        7 => "decode",
+        _ => "good",
+    };
+    let p = producer(&bootstrap)?;
+    let mut bad = std::collections::BTreeMap::new();
+    for i in 0..N {
+        let pad = match kind(i) {
+            "sink" => "x".repeat(3 * 1024),
+            "decode" => "x".repeat(8 * 1024),
+            _ => String::new(),
+        };
+        let b = u64::from(kind(i) != "cel");
+        let value = serde_json::json!({"i": i, "a": 10, "b": b, "pad": pad}).to_string();
+        let at = send(&p, &input, None, &format!("k{}", i % 7), value.as_bytes()).await?;
+        if kind(i) != "good" {
+            bad.insert(at, (i, kind(i)));
+        }
+    }
+    let yaml = format!(
+        "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: '{input}', namespace: e2e}}
+spec:
+  source:
+    kafka: {{brokers: '{bootstrap}', topics: ['{input}'], startFrom: earliest}}
+    format: {{type: json}}
+  steps:
+    - map: {{set: {{ratio: \"event.a / event.b\", pad: \"event.pad + event.pad\"}}}}
+  sinks:
+    - {{name: out, kafka: {{topic: '{output}'}}}}
+  deadLetter: {{name: dlq, kafka: {{topic: '{dlq}'}}}}
+  checkpoint: {{interval: 1s}}
+"
+    );
+    let limit = LIMIT.to_string();
+    let mut fleet = Fleet::new(
+        &tributary_bin(),
+        &yaml,
+        &[("RUST_LOG", "info"), ("TRIBUTARY_MAX_RECORD_BYTES", &limit)],
+    )?;
+    fleet.add()?;
+    let good = N - bad.len() as u64;
+    let deadline =
+        tributary_e2e::poll::Deadline::new("every record out or dead", Duration::from_secs(120));
+    let (out, dead) = loop {
+        let out = read_to_end(&bootstrap, &output, false, Duration::from_secs(30)).await?;
+        let dead = read_to_end(&bootstrap, &dlq, false, Duration::from_secs(30)).await?;
+        if out.len() as u64 >= good && dead.len() >= bad.len() {
+            break (out, dead);
+        }
+        fleet.check_alive()?;
+        deadline.check((out.len(), dead.len()))?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    fleet.stop_all(Duration::from_secs(30)).await?;
+    let mut seen = std::collections::BTreeMap::new();
+    for d in &dead {
+        let h = |name: &str| {
+            d.header(name)
+                .with_context(|| format!("dead letter without header {name}: {d:?}"))
+        };
+        ensure!(h("tributary.source.topic")? == input, "{d:?}");
+        let at = Landed {
+            partition: h("tributary.source.partition")?.parse()?,
+            offset: h("tributary.source.offset")?.parse()?,
+        };
+        let (i, want) = *bad
+            .get(&at)
+            .with_context(|| format!("dead letter for a good record {at:?}: {d:?}"))?;
+        let step = h("tributary.step")?;
+        let error = h("tributary.error")?;
+        let fits = match want {
+            "cel" => step.starts_with("map") && error.contains("ivi"),
+            "sink" => step == "out" && error.contains("exceeds the limit"),
+            _ => step == "decode" && error.contains("exceeds the limit"),
+        };
+        ensure!(fits, "record {i} ({want}) dead-lettered by {step}: {error}");
+        ensure!(
+            d.value.len() <= LIMIT,
+            "a dead letter of {} bytes is over the limit it reports",
+            d.value.len()
+        );
+        seen.insert(at, want);
+    }
+    let counts = |which: &str| seen.values().filter(|k| **k == which).count();
+    eprintln!(
+        "kafka dead letters: {} out (want {good}), {} dead: {} CEL errors, {} oversized outputs, {} oversized inputs",
+        out.len(),
+        dead.len(),
+        counts("cel"),
+        counts("sink"),
+        counts("decode")
+    );
+    ensure!(
+        seen.len() == bad.len() && dead.len() == bad.len(),
+        "{} dead letters ({} distinct) for {} bad records",
+        dead.len(),
+        seen.len(),
+        bad.len()
+    );
+    let mut numbers = BTreeSet::new();
+    for o in &out {
+        let v: serde_json::Value = serde_json::from_str(&o.value)?;
+        ensure!(v["ratio"] == 10, "{}", o.value);
+        numbers.insert(v["i"].as_u64().context("an output without i")?);
+    }
+    let want: BTreeSet<u64> = (0..N).filter(|i| kind(*i) == "good").collect();
+    ensure!(
+        numbers == want,
+        "the good records out are not the good records in"
+    );
+    Ok(())
+}

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ScalingType, ShardIteratorType};
+use aws_sdk_kinesis::types::{ScalingType, ShardIteratorType};
 use serde_json::{Value, json};
 use tributary_e2e::env::TestBed;
 use tributary_e2e::fixture::{testbed as bed, unique};
@@ -38,25 +38,10 @@ fn key_of(n: u64) -> String {
 /// Writes records `range` (`{"n": i, "key": "k<i % 32>"}`, partition key
 /// `k<i % 32>`) in calls of 100.
 async fn put_numbers(kinesis: &Client, stream: &str, range: std::ops::Range<u64>) -> Result<()> {
-    let numbers: Vec<u64> = range.collect();
-    for chunk in numbers.chunks(100) {
-        let mut req = kinesis.put_records().stream_name(stream);
-        for n in chunk {
-            let value = json!({"n": n, "key": key_of(*n)}).to_string();
-            req = req.records(
-                PutRecordsRequestEntry::builder()
-                    .partition_key(key_of(*n))
-                    .data(Blob::new(value))
-                    .build()?,
-            );
-        }
-        let out = req.send().await?;
-        ensure!(
-            out.failed_record_count().unwrap_or(0) == 0,
-            "moto refused records"
-        );
-    }
-    Ok(())
+    let entries = range
+        .map(|n| (key_of(n), json!({"n": n, "key": key_of(n)}).to_string()))
+        .collect();
+    aws_common::put_records(kinesis, stream, entries, 100).await
 }
 
 /// One record read back from a stream.

@@ -15,11 +15,12 @@ mod postgres_common;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use kafka_common::{Scenario, chaos};
+use kafka_common::Scenario;
 use postgres_common::{OwnPostgres, client, table};
 use tributary_e2e::kafka::output::{Check, OutRecord};
 use tributary_e2e::kafka::pipeline::NAMESPACE;
 use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::process::chaos;
 use tributary_e2e::process::{Fleet, tributary_bin};
 
 #[tokio::test]

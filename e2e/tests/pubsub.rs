@@ -567,13 +567,28 @@ async fn the_sink_loses_nothing_while_the_server_is_away_for_20s() -> Result<()>
     .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
     proxy.set_enabled(false).await?;
     // The outage itself lasts 20 s; the output keeps being read meanwhile.
-    let back = tokio::time::Instant::now() + Duration::from_secs(20);
+    // What was in flight at the cut may still show up in the first 2 s;
+    // after that nothing may land: the cut is real.
+    let cut = tokio::time::Instant::now();
+    let back = cut + Duration::from_secs(20);
+    let mut settled = None;
     while tokio::time::Instant::now() < back {
         out.extend(ps.drain(&t.output_sub).await?);
+        if settled.is_none() && cut.elapsed() >= Duration::from_secs(2) {
+            settled = Some(ids(&out).len());
+        }
         tokio::time::sleep(POLL).await;
     }
     let during = ids(&out).len();
     proxy.set_enabled(true).await?;
+    ensure!(
+        settled == Some(during),
+        "events landed while the sink was cut off from the server: {settled:?} distinct 2 s into the cut, {during} at its end"
+    );
+    ensure!(
+        (during as u64) < n,
+        "the run had sent all {n} events before the cut: the outage tested nothing"
+    );
     let deadline = Deadline::new(
         "the generator run to end after the outage",
         Duration::from_secs(180),

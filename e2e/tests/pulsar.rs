@@ -291,3 +291,208 @@ async fn the_sink_writes_json_with_keys_from_cel() -> Result<()> {
     }
     Ok(())
 }
+
+/// A Pulsar standalone of this test alone (the shared bed's must never be
+/// stopped) on free ports, started like the test bed's from its jars.
+struct OwnBroker {
+    server: tributary_e2e::server::Server,
+    _conf: tempfile::TempDir,
+    url: String,
+    admin: String,
+}
+
+impl OwnBroker {
+    fn start() -> Result<Self> {
+        use tributary_e2e::server::{Server, free_port};
+        let libs = testbed().var("PULSAR_LIBS")?.to_owned();
+        let (broker, web, bookie, zk) = (free_port()?, free_port()?, free_port()?, free_port()?);
+        let conf = tempfile::tempdir()?;
+        let file = conf.path().join("standalone.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "clusterName=standalone\nbindAddress=127.0.0.1\nadvertisedAddress=127.0.0.1\n\
+                 brokerServicePort={broker}\nwebServicePort={web}\n\
+                 managedLedgerDefaultEnsembleSize=1\nmanagedLedgerDefaultWriteQuorum=1\nmanagedLedgerDefaultAckQuorum=1\n\
+                 allowAutoTopicCreation=true\nallowAutoTopicCreationType=non-partitioned\n\
+                 brokerDeleteInactiveTopicsEnabled=false\nfunctionsWorkerEnabled=false\n\
+                 transactionCoordinatorEnabled=false\nnarExtractionDirectory={}\n",
+                conf.path().join("nar").display()
+            ),
+        )?;
+        let classpath = format!("{libs}/*");
+        let (bookie, zk) = (bookie.to_string(), zk.to_string());
+        let file = file.display().to_string();
+        let server = Server::start(
+            "java",
+            &[
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.awt.headless=true",
+                "-cp",
+                &classpath,
+                "org.apache.pulsar.PulsarStandaloneStarter",
+                "--config",
+                &file,
+                "-nss",
+                "-nfw",
+                "--bookkeeper-port",
+                &bookie,
+                "--zookeeper-port",
+                &zk,
+                "--metadata-dir",
+                "{dir}/metadata",
+                "--zookeeper-dir",
+                "{dir}/zookeeper",
+                "--bookkeeper-dir",
+                "{dir}/bookkeeper",
+            ],
+        )?;
+        Ok(Self {
+            server,
+            _conf: conf,
+            url: format!("pulsar://127.0.0.1:{broker}"),
+            admin: format!("http://127.0.0.1:{web}"),
+        })
+    }
+
+    /// Waits until the broker serves `public/default` (as the test bed does).
+    async fn ready(&self) -> Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/admin/v2/namespaces/public", self.admin);
+        let deadline = Deadline::new(
+            "the private Pulsar broker to be ready",
+            Duration::from_secs(120),
+        );
+        loop {
+            let body = match http.get(&url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            if body.contains("public/default") {
+                return Ok(());
+            }
+            if let Err(e) = deadline.check(&body) {
+                let log = std::fs::read_to_string(self.server.log()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                bail!(
+                    "{e}\nbroker log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn bed(&self) -> Bed {
+        Bed {
+            url: self.url.clone(),
+            admin: self.admin.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// The sink through a broker killed with SIGKILL mid-run and started again
+/// 20 s later on the same data: the run completes and every number is in
+/// the topic (a resend after reconnecting may repeat one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_rides_out_20_seconds_without_its_broker() -> Result<()> {
+    const TOTAL: u64 = 100_000;
+    let mut broker = OwnBroker::start()?;
+    broker.ready().await?;
+    let bed = broker.bed();
+    let topic = unique("pulsar-outage");
+    bed.subscribe(&topic, "check").await?;
+    let dir = tempfile::tempdir()?;
+    let lines: String = (0..TOTAL)
+        .map(|n| format!("{{\"n\":{n},\"k\":\"k{}\"}}\n", n % KEYS))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines)?;
+    std::fs::write(
+        dir.path().join("produce.yaml"),
+        format!(
+            "source: {{file: {{path: in.jsonl}}}}\nsinks:\n  - name: out\n    pulsar: {{serviceUrl: '{}', topic: {topic}, key: event.k}}\n",
+            bed.url
+        ),
+    )?;
+    let log = std::fs::File::create(dir.path().join("produce.log"))?;
+    let mut run = tokio::process::Command::new(tributary_bin())
+        .args(["run", "-f"])
+        .arg(dir.path().join("produce.yaml"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    // Kill the broker once part of the input is stored, not all of it.
+    let deadline = Deadline::new("the first 5,000 messages", Duration::from_secs(60));
+    let stored = loop {
+        let stats: Value = bed
+            .http
+            .get(format!("{}/stats", bed.topic_path(&topic)))
+            .send()
+            .await?
+            .json()
+            .await
+            .unwrap_or_default();
+        let backlog = stats["subscriptions"]["check"]["msgBacklog"]
+            .as_u64()
+            .unwrap_or(0);
+        if backlog >= 5_000 {
+            break backlog;
+        }
+        deadline.check(backlog)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    broker.server.kill9();
+    eprintln!(
+        "pulsar outage: broker killed with {stored} of {TOTAL} messages stored; down for 20 s"
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    ensure!(
+        run.try_wait()?.is_none(),
+        "the producing run ended during the outage: {}",
+        std::fs::read_to_string(dir.path().join("produce.log")).unwrap_or_default()
+    );
+    broker.server.restart()?;
+    broker.ready().await?;
+    eprintln!("pulsar outage: broker up again");
+    let status = tokio::time::timeout(Duration::from_secs(180), run.wait())
+        .await
+        .context("the producing run did not finish within 180 s of the restart")??;
+    ensure!(
+        status.success(),
+        "the producing run failed ({status}): {}",
+        std::fs::read_to_string(dir.path().join("produce.log")).unwrap_or_default()
+    );
+    // Read everything back through the Pulsar source.
+    let mut reader = consumer(&bed, &topic, "check", "Shared")?;
+    reader.add()?;
+    let deadline = Deadline::new("every number read back", Duration::from_secs(120));
+    let (distinct, read) = loop {
+        let got = numbers(reader.dir())?;
+        let distinct: BTreeSet<u64> = got.iter().copied().collect();
+        if distinct.len() as u64 == TOTAL {
+            break (distinct, got.len());
+        }
+        reader.check_alive()?;
+        if let Err(e) = deadline.check(distinct.len()) {
+            let missing: Vec<u64> = (0..TOTAL)
+                .filter(|n| !distinct.contains(n))
+                .take(10)
+                .collect();
+            bail!("{e}; first missing: {missing:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "pulsar outage: {TOTAL} written, {} distinct read back, {} repeats",
+        distinct.len(),
+        read - distinct.len()
+    );
+    reader.stop_all(Duration::from_secs(30)).await?;
+    Ok(())
+}

@@ -285,3 +285,52 @@ async fn the_sink_waits_for_redis_to_come_back_and_loses_nothing() -> Result<()>
     ensure!(failed.is_empty(), "replicas failed: {failed:?}");
     Ok(())
 }
+
+/// `maxLen` trims with `XADD ... MAXLEN ~ n`: after 5,000 records the
+/// stream keeps at least the newest 500 — in order, none missing — and
+/// not many more (Redis trims whole nodes of up to 100 entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_trims_the_stream_to_about_max_len() -> Result<()> {
+    const TOTAL: u64 = 5_000;
+    const MAX_LEN: u64 = 500;
+    let bed = bed();
+    let url = bed.var("REDIS_URL")?.to_owned();
+    let out = unique("rs-maxlen");
+    let dir = tempfile::tempdir()?;
+    let lines: String = (0..TOTAL).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines)?;
+    let yaml = dir.path().join("trim.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "source: {{file: {{path: in.jsonl}}}}\nsinks:\n  - {{name: out, redisStreams: {{url: '{url}', stream: {out}, maxLen: {MAX_LEN}}}}}\n"
+        ),
+    )?;
+    let run = std::process::Command::new(tributary_bin())
+        .args(["run", "-f"])
+        .arg(&yaml)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running the pipeline")?;
+    ensure!(
+        run.status.success(),
+        "the run failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut con = connect(&url).await?;
+    let len: u64 = redis::cmd("XLEN").arg(&out).query_async(&mut con).await?;
+    let kept: Vec<u64> = numbers(&mut con, &out).await?.into_keys().collect();
+    eprintln!("redis maxLen ~{MAX_LEN}: {TOTAL} written, {len} kept");
+    ensure!(
+        (MAX_LEN..=MAX_LEN + 200).contains(&len),
+        "XLEN {len} after {TOTAL} records with maxLen ~{MAX_LEN}"
+    );
+    let newest: Vec<u64> = (TOTAL - len..TOTAL).collect();
+    ensure!(
+        kept == newest,
+        "the stream does not hold the newest {len} records in order: first {:?}, last {:?}",
+        kept.first(),
+        kept.last()
+    );
+    Ok(())
+}

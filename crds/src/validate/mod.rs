@@ -321,7 +321,11 @@ fn validate_sinks(spec: &StreamPipelineSpec, errs: &mut Errors) -> HashSet<Strin
 /// database transaction: every sink Postgres on one connection.
 fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
     let postgres = spec.sinks.iter().find_map(|s| s.postgres.as_ref());
-    if let (Some(pg), Some(_)) = (postgres, &spec.source.kafka) {
+    let kinesis = spec.source.kinesis.is_some();
+    if kinesis && postgres.is_some() {
+        validate_stateless(spec, errs);
+    }
+    if let (Some(pg), true) = (postgres, spec.source.kafka.is_some() || kinesis) {
         let sinks = spec
             .sinks
             .iter()
@@ -350,9 +354,14 @@ fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
         return;
     }
     let Some(src) = &spec.source.kafka else {
+        let hint = if kinesis {
+            "; a kinesis source has exactlyOnce only into postgres sinks, else use atLeastOnce"
+        } else {
+            "; use atLeastOnce"
+        };
         errs.push(
             "spec.guarantee",
-            not_supported("exactlyOnce with a source other than kafka") + "; use atLeastOnce",
+            not_supported("exactlyOnce with a source other than kafka or kinesis") + hint,
         );
         return;
     };
@@ -380,6 +389,28 @@ fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 not_supported(&format!("exactlyOnce with a {} sink", other.field()))
                     + "; use kafka sinks or guarantee: atLeastOnce",
             ),
+        }
+    }
+}
+
+/// `exactlyOnce` from Kinesis keeps positions per shard while a replica's
+/// step state mixes every shard it reads: a shard that moves to another
+/// replica could not take its share of the state along, so only steps
+/// without state are allowed.
+fn validate_stateless(spec: &StreamPipelineSpec, errs: &mut Errors) {
+    for (i, step) in spec.steps.iter().enumerate() {
+        let Some(kind) = step.kind() else { continue };
+        if matches!(
+            kind.field(),
+            "window" | "dedupe" | "cep" | "anomaly" | "join"
+        ) {
+            errs.push(
+                format!("spec.steps[{i}].{}", kind.field()),
+                format!(
+                    "exactlyOnce from a kinesis source into postgres takes steps without state only (filter, map, flatMap, validate, enrich, http); a {} keeps state across shards, which does not move with a shard's lease. Use guarantee: atLeastOnce with a postgres upsertKey (the replayed rows overwrite themselves), or a kafka source",
+                    kind.field()
+                ),
+            );
         }
     }
 }

@@ -485,3 +485,43 @@ fn postgres_sink_fields_are_checked() {
         "{errs:#?}"
     );
 }
+
+fn kinesis_pg_errors(steps: &str, sinks: &str) -> Vec<String> {
+    let yaml = format!(
+        "source: {{kinesis: {{stream: clicks, region: us-east-1}}}}\nsteps: {steps}\nsinks: {sinks}\nguarantee: exactlyOnce\n"
+    );
+    let spec = load_pipeline(&yaml).expect("parses").spec;
+    validate(&spec).map_or_else(|e| e.iter().map(ToString::to_string).collect(), |()| vec![])
+}
+
+#[test]
+fn exactly_once_from_kinesis_into_postgres_passes_with_stateless_steps() {
+    let errs = kinesis_pg_errors(
+        "[{filter: \"event.n >= 0\"}, {map: {set: {m: \"event.n * 2\"}}}]",
+        &format!("[{{name: o, {PG}}}]"),
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn exactly_once_from_kinesis_refuses_state_and_sinks_outside_postgres() {
+    let errs = kinesis_pg_errors(
+        "[{filter: \"event.n >= 0\"}, {dedupe: {key: event.n, within: 1m}}]",
+        &format!("[{{name: o, {PG}}}, {{name: s, stdout: {{}}}}]"),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.steps[1].dedupe") && e.contains("without state")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("spec.sinks[1].stdout")),
+        "{errs:#?}"
+    );
+    let errs = kinesis_pg_errors("[]", "[{name: s, stdout: {}}]");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.guarantee") && e.contains("only into postgres")),
+        "{errs:#?}"
+    );
+}

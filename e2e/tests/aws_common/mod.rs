@@ -57,3 +57,32 @@ pub async fn create_stream(
     .await?;
     Ok(())
 }
+
+/// Writes `(partition key, data)` entries with `PutRecords`, `per_call` at
+/// a time; fails when moto refuses any entry.
+pub async fn put_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: Vec<(String, String)>,
+    per_call: usize,
+) -> Result<()> {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    for chunk in entries.chunks(per_call) {
+        let mut req = kinesis.put_records().stream_name(stream);
+        for (key, data) in chunk {
+            req = req.records(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(data.clone()))
+                    .build()?,
+            );
+        }
+        let out = req.send().await?;
+        anyhow::ensure!(
+            out.failed_record_count().unwrap_or(0) == 0,
+            "moto refused records"
+        );
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! scenario, the chaos loop, waiting until the input is consumed, and
 //! reading the results back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use tributary_e2e::env::TestBed;
@@ -184,46 +184,5 @@ impl Scenario {
     pub async fn check(&self, output: &str, read_committed: bool) -> Result<Check> {
         let records = self.read(output, read_committed).await?;
         Ok(Check::new(&self.workload.expected(), &records))
-    }
-}
-
-/// Kills a random running replica with SIGKILL every `every` and restarts
-/// it at once (as the kubelet restarts a crashed container), until
-/// dropped. Never returns.
-pub async fn chaos(fleet: &mut Fleet, every: Duration) -> Result<()> {
-    let mut rng = Rng::seeded();
-    eprintln!("chaos: seed {}", rng.0);
-    let mut next = Instant::now() + every;
-    loop {
-        tokio::time::sleep_until(next.into()).await;
-        next += every;
-        let running = fleet.running();
-        if running.is_empty() {
-            continue;
-        }
-        let victim = running[rng.below(running.len())];
-        fleet.kill9(victim)?;
-        fleet.start(victim)?;
-        eprintln!("chaos: kill -9 replica-{victim} (kill #{})", fleet.kills);
-    }
-}
-
-/// A small xorshift generator (which replica to kill), seeded by the clock.
-pub struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(7);
-        Self(u64::from(nanos) | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap_or_default()
     }
 }

@@ -26,6 +26,7 @@ pub use serve::serve;
 use tributary_crds::{LateEvents, StreamPipelineSpec};
 
 use crate::flow::{Message, Queue};
+use crate::sink::postgres::SharedWriter;
 use crate::sink::{self, SinkError};
 use crate::source::{self, SourceError};
 use crate::step::{self, StepError};
@@ -55,6 +56,13 @@ pub enum RunError {
     #[error(transparent)]
     Connector(Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// Where `exactlyOnce` positions of a Kinesis source live.
+#[cfg(feature = "kinesis")]
+type Eos = crate::connector::kinesis::source::ExactlyOnce;
+/// Nothing without the Kinesis connector.
+#[cfg(not(feature = "kinesis"))]
+type Eos = std::convert::Infallible;
 
 /// Opens one sink spec, given the name to use when it has none.
 pub(crate) type OpenSink<'a> =
@@ -122,16 +130,48 @@ impl Pipeline {
         self.stop.clone()
     }
 
-    fn open_outputs(&self) -> Result<Outputs, SinkError> {
+    /// Opens the sinks; Postgres sinks on `pg` when given (`exactlyOnce`:
+    /// the source's acknowledgement commits them).
+    fn open_outputs(&self, pg: Option<&SharedWriter>) -> Result<Outputs, SinkError> {
         #[cfg(feature = "kafka")]
         {
             let max = crate::connector::kafka::max_bytes();
-            let mut kafka =
-                crate::connector::kafka::SinkOpener::new(&self.spec, &self.base, None, None, max);
+            let mut kafka = crate::connector::kafka::SinkOpener::new(
+                &self.spec,
+                &self.base,
+                None,
+                pg.cloned(),
+                max,
+            );
             self.open_outputs_with(&mut |s, name| kafka.open(s, name))
         }
         #[cfg(not(feature = "kafka"))]
-        self.open_outputs_with(&mut |s, name| sink::open(s, name, &self.base))
+        self.open_outputs_with(&mut |s, name| match (&s.postgres, pg) {
+            (Some(p), Some(w)) => {
+                let name = if s.name.is_empty() { name } else { &s.name };
+                let sink = sink::postgres::PostgresSink::open(name.to_owned(), p, w.clone(), true)?;
+                Ok(Box::new(sink) as Box<dyn sink::Sink>)
+            }
+            _ => sink::open(s, name, &self.base),
+        })
+    }
+
+    /// `exactlyOnce` from Kinesis into Postgres: the writer the sinks share
+    /// and where the source keeps its positions.
+    #[cfg(feature = "kinesis")]
+    fn kinesis_exactly_once(
+        &self,
+    ) -> Result<Option<crate::connector::kinesis::source::ExactlyOnce>, RunError> {
+        let Some(k) = &self.spec.source.kinesis else {
+            return Ok(None);
+        };
+        let table = crate::connector::kinesis::source::table_name(
+            k,
+            self.name.as_deref(),
+            self.namespace.as_deref(),
+        );
+        crate::connector::kinesis::exactly_once::open(&self.spec, table)
+            .map_err(RunError::SourceFailed)
     }
 
     /// Opens the sinks with `open` (connectors open their own kinds).
@@ -189,7 +229,11 @@ impl Pipeline {
         let mut steps = step::build_at(&self.spec, &self.base)?;
         self.metrics
             .init_steps(steps.iter().map(|s| s.name().to_owned()));
-        let mut outputs = self.open_outputs()?;
+        #[cfg(feature = "kinesis")]
+        let eos = self.kinesis_exactly_once()?;
+        #[cfg(not(feature = "kinesis"))]
+        let eos: Option<Eos> = None;
+        let mut outputs = self.open_outputs(eos.as_ref().map(|e| &e.writer))?;
         let wm_spec = &self.spec.source.watermark;
         let event_time = self.spec.source.event_time.is_some();
         let mut watermarks = Watermarks::new(
@@ -199,7 +243,7 @@ impl Pipeline {
         let gate = self.gate();
         let mut running = match &gate {
             Some(gate) => self.start_aligned_source(&queue, gate)?,
-            None => self.start_source(&queue)?,
+            None => self.start_source(&queue, eos)?,
         };
         let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop, gate.as_ref())?;
         // Both inputs of a join hold the watermark back.
@@ -354,7 +398,7 @@ impl Pipeline {
             tributary_crds::Overflow::Block,
             1.0,
         ));
-        let running = self.start_source(&inner)?;
+        let running = self.start_source(&inner, None)?;
         let input = sides::Input {
             inner,
             outer: queue.clone(),
@@ -373,7 +417,11 @@ impl Pipeline {
 
     /// Starts the source thread; broker connectors that need the pipeline's
     /// identity and metrics start their own.
-    fn start_source(&self, queue: &Arc<Queue>) -> Result<source::Running, RunError> {
+    fn start_source(
+        &self,
+        queue: &Arc<Queue>,
+        eos: Option<Eos>,
+    ) -> Result<source::Running, RunError> {
         #[cfg(feature = "kinesis")]
         if let Some(k) = &self.spec.source.kinesis {
             use crate::connector::kinesis;
@@ -389,9 +437,11 @@ impl Pipeline {
                 ),
                 metrics: self.metrics.clone(),
                 pipeline: self.name.clone().unwrap_or_else(|| "local".to_owned()),
+                exactly_once: eos,
             };
             return kinesis::start(k, ctx).map_err(|e| RunError::Connector(Box::new(e)));
         }
+        let _ = eos;
         let owner = source::Owner {
             name: self.name.clone(),
             namespace: self.namespace.clone(),

@@ -209,20 +209,10 @@ fn postgres_checkpoint(
     ),
     RunError,
 > {
-    use crate::sink::postgres;
-    let Some((i, first)) = spec
-        .sinks
-        .iter()
-        .enumerate()
-        .find_map(|(i, s)| Some((i, s.postgres.as_ref()?)))
-    else {
+    let fail = |e: String| RunError::SourceFailed(e);
+    let Some((writer, _)) = crate::sink::postgres::shared_writer(spec).map_err(fail)? else {
         return Ok((None, None));
     };
-    let fail = |e: String| RunError::SourceFailed(e);
-    let url =
-        postgres::connection_string(first, &format!("spec.sinks[{i}].postgres")).map_err(fail)?;
-    let conn = postgres::connect(&url).map_err(fail)?;
-    let writer = Arc::new(std::sync::Mutex::new(postgres::Writer::new(conn)));
     let commit = PgCommit::new(writer.clone(), group.to_owned()).map_err(fail)?;
     tracing::info!(pipeline = %group, "exactlyOnce: rows and positions commit in one postgres transaction");
     Ok((Some(writer), Some(commit)))

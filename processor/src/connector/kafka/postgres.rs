@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::sink::DeadLetter;
 use crate::sink::postgres::offsets::{self, Position};
-use crate::sink::postgres::{DbError, SharedWriter, lock};
+use crate::sink::postgres::{DbError, Positions, SharedWriter, lock};
 
 use super::checkpoint::{Meta, Restore};
 
@@ -100,7 +100,7 @@ impl PgCommit {
                     .flatten(),
             })
             .collect();
-        let refused = lock(&self.writer).commit(Some((&self.pipeline, &rows)))?;
+        let refused = lock(&self.writer).commit(Some(Positions::Offsets(&self.pipeline, &rows)))?;
         for p in rows {
             self.expected.insert((p.topic, p.partition), Some(p.next));
         }

@@ -7,7 +7,8 @@
 //! number below n; a shard read to its end gets `SHARD_END` once every
 //! record read before its end is durable.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use super::lease::{LeaseTable, Outcome, SHARD_END};
@@ -35,11 +36,33 @@ pub struct Ledger {
     entries: VecDeque<Entry>,
     /// Leases to give back when the acker is dropped (graceful stop).
     release: Vec<String>,
+    /// Shards to read again from their stored position (`exactlyOnce`: a
+    /// commit found another writer's position); their reads are refused
+    /// until the source re-opens them.
+    reopen: HashSet<String>,
+    /// `exactlyOnce`: each shard's position as stored in the database when
+    /// this worker last read or wrote it (compare-and-set).
+    stored: HashMap<String, Option<String>>,
+}
+
+/// What [`Ledger::settle`] found durable.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// The position each shard may move to.
+    pub moves: BTreeMap<Arc<str>, String>,
+    /// Input numbers read from shards whose lease moved away: their output
+    /// must not be committed (the new owner re-reads them).
+    pub voided: Vec<Range<i64>>,
 }
 
 impl Ledger {
-    /// Numbers records `seqs` read from `shard`; returns the first number.
-    pub fn stamp(&mut self, shard: &Arc<str>, seqs: Vec<String>) -> i64 {
+    /// Numbers records `seqs` read from `shard`; returns the first number,
+    /// or `None` when the shard waits to be re-opened (the records were
+    /// read from a stale position: drop them).
+    pub fn stamp(&mut self, shard: &Arc<str>, seqs: Vec<String>) -> Option<i64> {
+        if self.reopen.contains(&**shard) {
+            return None;
+        }
         let first = self.next;
         self.next += i64::try_from(seqs.len()).unwrap_or(i64::MAX);
         if !seqs.is_empty() {
@@ -50,7 +73,7 @@ impl Ledger {
                 void: false,
             });
         }
-        first
+        Some(first)
     }
 
     /// Notes that `shard` was read to its end.
@@ -76,6 +99,29 @@ impl Ledger {
         }
     }
 
+    /// Voids `shard` and asks the source to read it again from its stored
+    /// position.
+    pub fn reopen(&mut self, shard: &str) {
+        self.void(shard);
+        self.reopen.insert(shard.to_owned());
+    }
+
+    /// The shards to re-open (the source then clears the request).
+    pub fn take_reopen(&mut self) -> Vec<String> {
+        self.reopen.drain().collect()
+    }
+
+    /// Notes `shard`'s position as stored in the database.
+    pub fn set_stored(&mut self, shard: &str, position: Option<String>) {
+        self.stored.insert(shard.to_owned(), position);
+    }
+
+    /// `shard`'s position as last read from or written to the database.
+    #[must_use]
+    pub fn stored(&self, shard: &str) -> Option<String> {
+        self.stored.get(shard).cloned().flatten()
+    }
+
     /// Leases to release when the source stops.
     pub fn set_release(&mut self, keys: Vec<String>) {
         self.release = keys;
@@ -84,7 +130,14 @@ impl Ledger {
     /// Everything below `below` is durable: the checkpoint each shard may
     /// move to (the last one wins), and those entries are forgotten.
     pub fn durable_below(&mut self, below: i64) -> BTreeMap<Arc<str>, String> {
+        self.settle(below).moves
+    }
+
+    /// Everything below `below` is processed: the position each shard may
+    /// move to and the voided input among it; those entries are forgotten.
+    pub fn settle(&mut self, below: i64) -> Settled {
         let mut out = BTreeMap::new();
+        let mut voided = Vec::new();
         while let Some(front) = self.entries.front_mut() {
             match front {
                 Entry::End { shard, void } => {
@@ -106,20 +159,25 @@ impl Ledger {
                         // Partly durable: keep the rest.
                         let done = usize::try_from(below - *first).unwrap_or(0);
                         let last = seqs.drain(..done).next_back();
+                        if *void {
+                            voided.push(*first..below);
+                        }
                         *first = below;
                         if let (false, Some(last)) = (*void, last) {
                             out.insert(shard.clone(), last);
                         }
                         break;
                     }
-                    if let (false, Some(last)) = (*void, seqs.back()) {
+                    if *void {
+                        voided.push(*first..*first + len);
+                    } else if let Some(last) = seqs.back() {
                         out.insert(shard.clone(), last.clone());
                     }
                 }
             }
             self.entries.pop_front();
         }
-        out
+        Settled { moves: out, voided }
     }
 }
 
@@ -152,12 +210,11 @@ impl Checkpointer {
     }
 }
 
-impl Acker for Checkpointer {
-    fn ack_below(&mut self, below: i64) {
-        let moves = match self.ledger.lock() {
-            Ok(mut l) => l.durable_below(below),
-            Err(_) => return,
-        };
+impl Checkpointer {
+    /// Writes `moves` into the leases this worker holds. A failed
+    /// checkpoint only means more to re-read after a crash; a later
+    /// acknowledgement writes a newer one.
+    pub fn write(&mut self, moves: BTreeMap<Arc<str>, String>) {
         for (shard, cp) in moves {
             if self.written.get(&shard) == Some(&cp) {
                 continue;
@@ -173,11 +230,19 @@ impl Acker for Checkpointer {
                 Ok(Outcome::Lost) => {
                     tracing::info!(%shard, "lease moved before its checkpoint; the new owner re-reads");
                 }
-                // A failed checkpoint only means more to re-read after a
-                // crash; the next acknowledgement writes a newer one.
                 Err(e) => tracing::warn!(%shard, error = %e, "checkpoint failed"),
             }
         }
+    }
+}
+
+impl Acker for Checkpointer {
+    fn ack_below(&mut self, below: i64) {
+        let moves = match self.ledger.lock() {
+            Ok(mut l) => l.durable_below(below),
+            Err(_) => return,
+        };
+        self.write(moves);
     }
 }
 
@@ -208,9 +273,9 @@ mod tests {
     fn each_shard_checkpoints_its_highest_durable_sequence_number() {
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let mut l = Ledger::default();
-        assert_eq!(l.stamp(&a, seqs(0..3)), 0); // 0, 1, 2
-        assert_eq!(l.stamp(&b, seqs(10..12)), 3); // 3, 4
-        assert_eq!(l.stamp(&a, seqs(3..5)), 5); // 5, 6
+        assert_eq!(l.stamp(&a, seqs(0..3)), Some(0)); // 0, 1, 2
+        assert_eq!(l.stamp(&b, seqs(10..12)), Some(3)); // 3, 4
+        assert_eq!(l.stamp(&a, seqs(3..5)), Some(5)); // 5, 6
         assert!(l.durable_below(0).is_empty());
         assert_eq!(l.durable_below(2), [(a.clone(), "s1".to_owned())].into());
         assert_eq!(
@@ -244,5 +309,25 @@ mod tests {
         l.end(&a);
         l.void("a");
         assert_eq!(l.durable_below(10), [(b, "s1".to_owned())].into());
+    }
+
+    #[test]
+    fn voided_input_is_reported_and_a_reopened_shard_refuses_stale_reads() {
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut l = Ledger::default();
+        l.stamp(&a, seqs(0..3)); // 0, 1, 2
+        l.stamp(&b, seqs(0..2)); // 3, 4
+        l.stamp(&a, seqs(3..5)); // 5, 6
+        l.reopen("a");
+        assert_eq!(l.stamp(&a, seqs(5..6)), None, "read before the re-open");
+        assert_eq!(l.stamp(&b, seqs(2..3)), Some(7));
+        let s = l.settle(6);
+        assert_eq!(s.moves, [(b.clone(), "s1".to_owned())].into());
+        assert_eq!(s.voided, vec![0..3, 5..6]);
+        assert_eq!(l.take_reopen(), vec!["a".to_owned()]);
+        assert_eq!(l.stamp(&a, seqs(3..4)), Some(8), "re-opened");
+        let s = l.settle(9);
+        assert_eq!(s.voided, vec![6..7]);
+        assert_eq!(s.moves, [(b, "s2".to_owned()), (a, "s3".to_owned())].into());
     }
 }

@@ -3,7 +3,8 @@
 //! sink.
 //!
 //! # Guarantees
-//! At-least-once, both ways. The source checkpoints a shard (the sequence
+//! At-least-once, both ways; exactly-once from a Kinesis source into
+//! PostgreSQL sinks with stateless steps (see [`exactly_once`]). The source checkpoints a shard (the sequence
 //! number stored in its lease) only below what the engine acknowledged as
 //! durable ([`crate::source::Acker`]); a replica that dies, or a lease that
 //! moves, makes its successor re-read from that checkpoint, so records may
@@ -22,10 +23,13 @@
 //!   checkpoints.
 //! - [`source`]: the source thread (a current-thread tokio runtime): shard
 //!   discovery, the lease cycle, `GetRecords` readers.
+//! - [`exactly_once`]: the acknowledgement that commits rows and shard
+//!   positions in one Postgres transaction (`exactlyOnce`).
 //! - [`batch`] and [`sink`]: `PutRecords` batching and the sink.
 
 pub mod balance;
 pub mod batch;
+pub mod exactly_once;
 pub mod lease;
 pub mod ledger;
 pub mod shards;

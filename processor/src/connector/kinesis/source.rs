@@ -24,6 +24,7 @@ use prometheus::{IntGauge, IntGaugeVec, Opts};
 use tributary_crds::{KinesisSource, KinesisStart};
 
 use super::balance::{Candidate, to_take};
+use super::exactly_once::PgCheckpointer;
 use super::lease::{Lease, LeaseTable, Outcome};
 use super::ledger::{Checkpointer, Ledger};
 use super::shards::{ShardInfo, index, readable};
@@ -58,6 +59,53 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The pipeline's name (metrics label).
     pub pipeline: String,
+    /// `exactlyOnce` into Postgres: positions come from and go to the
+    /// database (see [`super::exactly_once`]).
+    pub exactly_once: Option<ExactlyOnce>,
+}
+
+/// Where `exactlyOnce` positions live.
+pub struct ExactlyOnce {
+    /// The writer every Postgres sink of the run shares.
+    pub writer: crate::sink::postgres::SharedWriter,
+    /// Its connection string (the source reads positions on its own).
+    pub url: String,
+    /// The pipeline's name in the positions table.
+    pub pipeline: String,
+}
+
+/// Reads shard positions on the source thread's runtime (the writer's
+/// connection belongs to the engine thread).
+struct PositionReader {
+    url: String,
+    pipeline: String,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl PositionReader {
+    async fn load(&mut self, stream: &str, shard: &str) -> Result<Option<String>, String> {
+        if self
+            .client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| crate::sink::postgres::describe(&e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "postgres connection closed");
+                }
+            });
+            self.client = Some(client);
+        }
+        let Some(c) = &self.client else {
+            return Err("no connection".into());
+        };
+        crate::sink::postgres::shards::load(c, &self.pipeline, stream, shard)
+            .await
+            .map_err(|e| crate::sink::postgres::describe(&e))
+    }
 }
 
 /// The lease table name for a pipeline: `leaseTable`, else
@@ -115,6 +163,28 @@ pub fn start(spec: &KinesisSource, ctx: Context) -> Result<Running, KinesisError
         _ => None,
     };
     let metrics = SourceMetrics::register(&ctx.metrics, &ctx.pipeline);
+    let positions = ctx.exactly_once.as_ref().map(|e| PositionReader {
+        url: e.url.clone(),
+        pipeline: e.pipeline.clone(),
+        client: None,
+    });
+    let checkpointer = Checkpointer::new(ledger.clone(), table.clone(), me.clone(), rt);
+    let acker: Box<dyn crate::source::Acker> = match &ctx.exactly_once {
+        Some(e) => Box::new(
+            PgCheckpointer::new(
+                ledger.clone(),
+                e.writer.clone(),
+                e.pipeline.clone(),
+                spec.stream.clone(),
+                checkpointer,
+            )
+            .map_err(|message| KinesisError::Config {
+                field: "(exactlyOnce positions table)",
+                message,
+            })?,
+        ),
+        None => Box::new(checkpointer),
+    };
     tracing::info!(worker = %me, table = %ctx.table, stream = %spec.stream, "kinesis source starting");
     let worker = Worker {
         kinesis: Client::new(&config),
@@ -129,6 +199,7 @@ pub fn start(spec: &KinesisSource, ctx: Context) -> Result<Running, KinesisError
         seen: HashMap::new(),
         live_shards: HashSet::new(),
         metrics,
+        positions,
         ctx,
     };
     let handle = std::thread::Builder::new()
@@ -145,7 +216,7 @@ pub fn start(spec: &KinesisSource, ctx: Context) -> Result<Running, KinesisError
         handle,
         partitions: Vec::new(),
         bounded: false,
-        acker: Some(Box::new(Checkpointer::new(ledger, table, me, rt))),
+        acker: Some(acker),
     })
 }
 
@@ -190,6 +261,8 @@ struct Held {
     /// Read to its end (waiting for `SHARD_END` to be checkpointed).
     ended: bool,
     rest_until: Instant,
+    /// `exactlyOnce`: `last` is the position stored in the database.
+    positioned: bool,
 }
 
 /// A lease's counter and owner as last seen, and since when.
@@ -212,6 +285,7 @@ struct Worker {
     seen: HashMap<String, Seen>,
     live_shards: HashSet<String>,
     metrics: SourceMetrics,
+    positions: Option<PositionReader>,
     ctx: Context,
 }
 
@@ -404,6 +478,7 @@ impl Worker {
                             iterator: None,
                             ended: false,
                             rest_until: now,
+                            positioned: self.positions.is_none(),
                         },
                     );
                 }
@@ -467,6 +542,19 @@ impl Worker {
 
     /// One `GetRecords` per held shard that is due; returns the records read.
     async fn read_round(&mut self) -> usize {
+        if self.positions.is_some() {
+            let reopen = match self.ledger.lock() {
+                Ok(mut l) => l.take_reopen(),
+                Err(_) => Vec::new(),
+            };
+            for key in reopen {
+                if let Some(h) = self.held.get_mut(&key) {
+                    h.positioned = false;
+                    h.iterator = None;
+                    h.ended = false;
+                }
+            }
+        }
         let keys: Vec<String> = self.held.keys().cloned().collect();
         let mut total = 0;
         for key in keys {
@@ -493,6 +581,9 @@ impl Worker {
         };
         if h.ended || Instant::now() < h.rest_until {
             return Ok(0);
+        }
+        if !h.positioned {
+            return self.position(key).await;
         }
         let iterator = match h.iterator.clone() {
             Some(it) => it,
@@ -556,6 +647,41 @@ impl Worker {
         Ok(n)
     }
 
+    /// `exactlyOnce`: reads where the shard's output ends in the database
+    /// (`SHARD_END`: nothing left to read).
+    async fn position(&mut self, key: &str) -> Result<usize, KinesisError> {
+        let Some(reader) = self.positions.as_mut() else {
+            return Ok(0);
+        };
+        let stored = match reader.load(&self.stream, key).await {
+            Ok(s) => s,
+            Err(message) => {
+                if let Some(h) = self.held.get_mut(key) {
+                    h.rest_until = Instant::now() + BACKOFF;
+                }
+                return Err(KinesisError::Api {
+                    call: "reading the shard position from postgres",
+                    message,
+                });
+            }
+        };
+        tracing::info!(shard = key, position = ?stored, "reading from the position stored in postgres");
+        if let Ok(mut l) = self.ledger.lock() {
+            l.set_stored(key, stored.clone());
+        }
+        let Some(h) = self.held.get_mut(key) else {
+            return Ok(0);
+        };
+        h.positioned = true;
+        h.iterator = None;
+        if stored.as_deref() == Some(super::lease::SHARD_END) {
+            self.end_shard(key);
+        } else {
+            h.last = stored;
+        }
+        Ok(0)
+    }
+
     /// The shard is closed and read to its end: `SHARD_END` is checkpointed
     /// once everything read before is durable, and its children unblock.
     fn end_shard(&mut self, key: &str) {
@@ -579,9 +705,11 @@ impl Worker {
             .map(|r| r.sequence_number().to_owned())
             .collect();
         h.last = seqs.last().cloned();
-        let first = match self.ledger.lock() {
-            Ok(mut l) => l.stamp(&shard, seqs),
-            Err(_) => return,
+        let first = match self.ledger.lock().map(|mut l| l.stamp(&shard, seqs)) {
+            Ok(Some(first)) => first,
+            // Read from a position another replica's commit overtook: the
+            // shard is read again from the stored one.
+            Ok(None) | Err(_) => return,
         };
         let mut batch = Batch {
             partition: h.index,

@@ -72,12 +72,14 @@ impl Conn {
         self.client().map_err(|message| DbError {
             message,
             retryable: true,
+            fenced: false,
         })?;
         let Self { rt, client, .. } = self;
         let Some(c) = client.as_mut() else {
             return Err(DbError {
                 message: "no connection".into(),
                 retryable: true,
+                fenced: false,
             });
         };
         rt.block_on(f(c)).map_err(|e| DbError::from(&e))
@@ -134,6 +136,9 @@ pub struct DbError {
     /// About the connection (a retry on a new one can help) rather than
     /// the data or the SQL.
     pub retryable: bool,
+    /// A stored source position was not what this writer expected: another
+    /// writer (or an earlier commit of this one) moved it; rolled back.
+    pub fenced: bool,
 }
 
 impl From<&tokio_postgres::Error> for DbError {
@@ -141,6 +146,7 @@ impl From<&tokio_postgres::Error> for DbError {
         Self {
             message: describe(e),
             retryable: is_connection_error(e),
+            fenced: false,
         }
     }
 }

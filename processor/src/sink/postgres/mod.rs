@@ -6,14 +6,15 @@
 //! - `table`: columns, record → row, the SQL (pure).
 //! - `conn`: a blocking connection over `tokio-postgres`.
 //! - `writer`: buffered rows and the transaction that writes them.
-//! - `offsets`: source positions in `tributary_offsets` (`exactlyOnce`).
+//! - `offsets`: Kafka positions in `tributary_offsets` (`exactlyOnce`).
+//! - `shards`: Kinesis positions in `tributary_shard_positions`.
 //!
 //! # Guarantees
 //! `atLeastOnce`: rows are committed at each flush; a crash repeats what
 //! followed the source's last checkpoint, and an upsert makes the repeat
-//! harmless. `exactlyOnce` (Kafka source): the Kafka engine commits the
-//! rows and the source positions in one transaction (see
-//! `connector::kafka`), so each input is reflected once.
+//! harmless. `exactlyOnce` (Kafka or Kinesis source): the rows and the
+//! source positions commit in one transaction (see `connector::kafka` and
+//! `connector::kinesis::exactly_once`), so each input is reflected once.
 //!
 //! # Caveats
 //! Fields that name no column are ignored. A record whose value a column
@@ -22,6 +23,7 @@
 
 mod conn;
 pub mod offsets;
+pub mod shards;
 mod table;
 mod writer;
 
@@ -29,9 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tributary_crds::PostgresSink as Spec;
 
-pub use conn::{Conn, DbError};
+pub use conn::{Conn, DbError, describe};
 pub use table::{Column, Table};
-pub use writer::Writer;
+pub use writer::{Positions, Writer};
 
 use super::{DeadLetter, Sink, SinkError};
 use crate::record::Record;
@@ -69,6 +71,28 @@ pub fn connect(url: &str) -> Result<Conn, String> {
             }
         }
     }
+}
+
+/// The writer every Postgres sink of an `exactlyOnce` run shares, on the
+/// first Postgres sink's connection (validation makes every sink use it),
+/// with that connection string; `None` without a Postgres sink.
+///
+/// # Errors
+/// When the connection string cannot be read or the server stays away.
+pub fn shared_writer(
+    spec: &tributary_crds::StreamPipelineSpec,
+) -> Result<Option<(SharedWriter, String)>, String> {
+    let Some((i, first)) = spec
+        .sinks
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| Some((i, s.postgres.as_ref()?)))
+    else {
+        return Ok(None);
+    };
+    let url = connection_string(first, &format!("spec.sinks[{i}].postgres"))?;
+    let conn = connect(&url)?;
+    Ok(Some((Arc::new(Mutex::new(Writer::new(conn))), url)))
 }
 
 /// One sink: a table of a (possibly shared) writer.
@@ -164,7 +188,9 @@ impl Sink for PostgresSink {
     }
 
     fn take_rejected(&mut self) -> Vec<DeadLetter> {
-        std::mem::take(&mut self.rejected)
+        let mut out = std::mem::take(&mut self.rejected);
+        out.extend(lock(&self.writer).take_parked());
+        out
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 
 use super::conn::{Conn, DbError, is_connection_error};
 use super::offsets::{self, Position};
+use super::shards::{self, ShardPosition};
 use super::table::{Row, Table};
 use crate::record::Record;
 use crate::sink::DeadLetter;
@@ -19,6 +20,24 @@ const MAX_ROWS: usize = 1_000;
 /// How long a flush retries while the server is unreachable before it
 /// reports the failure (the engine then rewinds or stops).
 pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Source positions a commit stores with the rows (`exactlyOnce`).
+#[derive(Clone, Copy, Debug)]
+pub enum Positions<'a> {
+    /// Kafka partitions' offsets of a consumer group.
+    Offsets(&'a str, &'a [Position]),
+    /// Kinesis shards' sequence numbers of a pipeline.
+    Shards(&'a str, &'a [ShardPosition]),
+}
+
+impl Positions<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Offsets(_, p) => p.is_empty(),
+            Self::Shards(_, p) => p.is_empty(),
+        }
+    }
+}
 
 /// A row waiting for the next commit, with what it came from.
 struct Pending {
@@ -33,6 +52,9 @@ pub struct Writer {
     conn: Conn,
     tables: Vec<(String, Table)>,
     pending: Vec<Pending>,
+    /// Rows refused at a commit the engine did not make itself (a source's
+    /// acknowledgement): dead letters for the next write of a sink.
+    parked: Vec<DeadLetter>,
 }
 
 impl Writer {
@@ -43,6 +65,7 @@ impl Writer {
             conn,
             tables: Vec::new(),
             pending: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -81,14 +104,32 @@ impl Writer {
         self.pending.clear();
     }
 
+    /// Keeps dead letters for the next [`take_parked`](Self::take_parked).
+    pub fn park(&mut self, letters: Vec<DeadLetter>) {
+        self.parked.extend(letters);
+    }
+
+    /// The parked dead letters.
+    pub fn take_parked(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.parked)
+    }
+
+    /// Keeps only the rows whose record's input offset passes `keep`
+    /// (rows without a record stay): drops what came from input a replica
+    /// no longer owns.
+    pub fn retain_inputs(&mut self, keep: impl Fn(&crate::record::Position) -> bool) {
+        self.pending
+            .retain(|p| p.record.as_ref().is_none_or(|r| keep(&r.position)));
+    }
+
     /// Rows buffered.
     #[must_use]
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
-    /// Writes every buffered row — and `positions` under `group` when given
-    /// — in one transaction, retrying on a new connection for up to
+    /// Writes every buffered row — and `positions` when given — in one
+    /// transaction, retrying on a new connection for up to
     /// [`PATIENCE`] while the server is unreachable. Rows the server
     /// refuses are skipped (savepoints) and returned as dead letters.
     ///
@@ -96,11 +137,8 @@ impl Writer {
     /// A data-independent failure (a fenced position, a missing table), or
     /// the server still unreachable after [`PATIENCE`]. The rows stay
     /// buffered; [`discard`](Self::discard) them when the input is re-read.
-    pub fn commit(
-        &mut self,
-        positions: Option<(&str, &[Position])>,
-    ) -> Result<Vec<DeadLetter>, DbError> {
-        if self.pending.is_empty() && positions.is_none_or(|(_, p)| p.is_empty()) {
+    pub fn commit(&mut self, positions: Option<Positions<'_>>) -> Result<Vec<DeadLetter>, DbError> {
+        if self.pending.is_empty() && positions.is_none_or(|p| p.is_empty()) {
             return Ok(Vec::new());
         }
         let started = Instant::now();
@@ -120,10 +158,7 @@ impl Writer {
         }
     }
 
-    fn try_commit(
-        &mut self,
-        positions: Option<(&str, &[Position])>,
-    ) -> Result<Vec<DeadLetter>, DbError> {
+    fn try_commit(&mut self, positions: Option<Positions<'_>>) -> Result<Vec<DeadLetter>, DbError> {
         let statements = plan(&self.tables, &self.pending);
         let tables = &self.tables;
         let refused = self.conn.run(async |c| {
@@ -157,7 +192,8 @@ impl Writer {
                     .await?;
             }
             let fenced = match positions {
-                Some((group, p)) => offsets::store(&tx, group, p).await?,
+                Some(Positions::Offsets(group, p)) => offsets::store(&tx, group, p).await?,
+                Some(Positions::Shards(pipeline, p)) => shards::store(&tx, pipeline, p).await?,
                 None => None,
             };
             if let Some(f) = fenced {
@@ -170,6 +206,7 @@ impl Writer {
         let refused = refused.map_err(|message| DbError {
             message,
             retryable: false,
+            fenced: true,
         })?;
         Ok(refused
             .into_iter()
