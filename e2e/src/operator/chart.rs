@@ -167,17 +167,34 @@ pub fn apply_crds(bed: &TestBed, path: &Path) -> Result<()> {
         ],
         None,
     )?;
-    kubectl(
-        bed,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{CRD}"),
-        ],
-        None,
-    )?;
-    Ok(())
+    // Polled rather than `kubectl wait --for=condition=Established`: right
+    // after an apply the CRD can have no `status.conditions` yet, and kubectl
+    // wait then fails at once ("<nil> is of the type <nil>") instead of
+    // waiting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = kubectl(
+            bed,
+            &[
+                "get",
+                &format!("crd/{CRD}"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ],
+            None,
+        );
+        let last = match out {
+            Ok(out) if out.stdout.trim() == "True" => return Ok(()),
+            Ok(out) => format!("Established={:?}", out.stdout.trim()),
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Unexpected(format!(
+                "CRD {CRD} not Established within 60s; last seen: {last}"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 /// `kubectl get KIND -n NS -l SELECTOR -o json`'s items.
