@@ -93,6 +93,8 @@ struct Slot {
     name: String,
     child: Option<Child>,
     starts: u32,
+    /// Environment of this slot only, on top of the fleet's.
+    env: Vec<(String, String)>,
 }
 
 /// Replicas of one pipeline file.
@@ -177,11 +179,25 @@ impl Fleet {
     ///
     /// When the process cannot be spawned.
     pub fn add(&mut self) -> Result<usize> {
+        self.add_with_env(&[])
+    }
+
+    /// Adds a slot whose replica also gets `env` (its own metrics address,
+    /// say), on every start; returns its index.
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be spawned.
+    pub fn add_with_env(&mut self, env: &[(&str, &str)]) -> Result<usize> {
         let i = self.slots.len();
         self.slots.push(Slot {
             name: format!("replica-{i}"),
             child: None,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         });
         self.start(i)?;
         Ok(i)
@@ -203,6 +219,7 @@ impl Fleet {
             .arg(&self.file)
             .env("POD_NAME", &slot.name)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(slot.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -269,6 +286,35 @@ impl Fleet {
             self.kills += 1;
         }
         Ok(())
+    }
+
+    /// Freezes the replica of slot `i` with SIGSTOP: it keeps its
+    /// connections and open transaction but stops heartbeating, as a
+    /// replica behind a long GC pause or a partitioned node does (a zombie
+    /// once the group has moved on).
+    ///
+    /// # Errors
+    ///
+    /// When the signal cannot be sent.
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        let slot = &self.slots[i];
+        match &slot.child {
+            Some(child) => signal(&slot.name, child, Signal::SIGSTOP),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets a [`pause`](Self::pause)d replica go on (SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// When the signal cannot be sent.
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        let slot = &self.slots[i];
+        match &slot.child {
+            Some(child) => signal(&slot.name, child, Signal::SIGCONT),
+            None => Ok(()),
+        }
     }
 
     /// SIGTERMs the replica of slot `i` and waits up to `timeout` for it to

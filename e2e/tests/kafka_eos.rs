@@ -9,17 +9,25 @@
 //!   with the exact count;
 //! - network faults: the replicas reach Kafka through toxiproxy, which cuts
 //!   them off for 20 s mid-run; they recover by themselves and the output
-//!   is still exactly once.
+//!   is still exactly once;
+//! - a zombie: one of two replicas is frozen (SIGSTOP) mid-transaction
+//!   past its session timeout, the other takes its partitions over, and
+//!   when the frozen one wakes its transaction is refused (fenced) and
+//!   aborted; the output is still exactly once.
 
 mod kafka_common;
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use kafka_common::Scenario;
+use tributary_e2e::kafka::committed;
 use tributary_e2e::kafka::output::Check;
 use tributary_e2e::kafka::set_proxy;
 use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::net::free_addr;
+use tributary_e2e::operator::process::{http_get, sample_sum};
+use tributary_e2e::poll::until;
 use tributary_e2e::process::chaos;
 
 /// Events per chaos run, produced over [`PRODUCE_SECONDS`].
@@ -113,23 +121,72 @@ async fn a_20s_network_cut_heals_by_itself_and_stays_exactly_once() -> Result<()
     set_proxy(&s.bed, true).await?;
     produced?;
     cut?;
-    s.wait_consumed(&group, &mut fleet, Duration::from_secs(150))
+    s.finish_exactly_once(&mut fleet, "network cut").await?;
+    Ok(())
+}
+
+/// How long the zombie stays frozen: well past the session timeout the
+/// replicas run with (6 s), so the group gives its partitions away.
+const FROZEN: Duration = Duration::from_secs(15);
+
+/// `tributary_transaction_aborts_total` of the replica serving `/metrics`
+/// on `addr`.
+fn aborts(addr: std::net::SocketAddr) -> Result<f64> {
+    let (code, body) = http_get(addr, "/metrics")?;
+    ensure!(code == 200, "/metrics answered {code}");
+    Ok(sample_sum(&body, "tributary_transaction_aborts_total"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_is_fenced_when_it_wakes_and_exactly_once_holds() -> Result<()> {
+    let s = Scenario::new("eos-zombie", workload(), "exactlyOnce", false).await?;
+    let mut fleet = s.fleet(&s.spec)?;
+    let addr = free_addr()?;
+    let zombie = fleet.add_with_env(&[("TRIBUTARY_METRICS_ADDR", &addr.to_string())])?;
+    fleet.add()?;
+    let group = s.spec.group();
+    let rate = s.workload.events as f64 / PRODUCE_SECONDS;
+    let freeze = async {
+        s.wait_progress(&group, s.workload.events / 4, &mut fleet)
+            .await?;
+        let before = aborts(addr)?;
+        let at_freeze = committed(&s.bootstrap, &group, &s.spec.input)?;
+        fleet.pause(zombie)?;
+        eprintln!("zombie: replica-{zombie} frozen at {at_freeze:?} committed, {before} aborts");
+        tokio::time::sleep(FROZEN).await;
+        let at_wake = committed(&s.bootstrap, &group, &s.spec.input)?;
+        fleet.resume(zombie)?;
+        eprintln!("zombie: woken; the group committed {at_wake:?} meanwhile");
+        // Every partition moved on while the zombie slept: the survivor
+        // took the zombie's partitions over.
+        let stalled: Vec<usize> = (0..at_freeze.len())
+            .filter(|&p| at_wake.get(p) <= at_freeze.get(p))
+            .collect();
+        ensure!(
+            stalled.is_empty(),
+            "partitions {stalled:?} made no progress while replica-{zombie} was frozen \
+             ({at_freeze:?} → {at_wake:?}): nobody took them over"
+        );
+        let after = until(
+            "the woken zombie to abort its stale transaction",
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || async {
+                let n = aborts(addr)?;
+                anyhow::Ok((n > before).then_some(n))
+            },
+        )
         .await?;
-    let crashed = fleet.crashes.clone();
-    s.stop(&mut fleet).await?;
-    let check = s.check(&s.spec.output, true).await?;
-    eprintln!(
-        "network cut: N={} events, {}: {check}",
-        s.workload.events,
-        if check.exactly_once() { "PASS" } else { "FAIL" }
-    );
-    ensure!(
-        crashed.is_empty(),
-        "replicas exited during the cut instead of recovering: {crashed:?}"
-    );
-    ensure!(
-        check.exactly_once(),
-        "not exactly once after the cut: {check}"
-    );
+        anyhow::Ok((before, after))
+    };
+    let (produced, frozen) = tokio::join!(s.produce(rate), freeze);
+    if frozen.is_err() {
+        // Never leave a stopped process behind a failed assertion.
+        let _ = fleet.resume(zombie);
+    }
+    produced?;
+    let (before, after) = frozen.context("freezing the zombie")?;
+    eprintln!("zombie: frozen {FROZEN:?}; its aborts went {before} → {after}");
+    s.finish_exactly_once(&mut fleet, "zombie").await?;
     Ok(())
 }

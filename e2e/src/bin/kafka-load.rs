@@ -25,6 +25,11 @@
 //!    − `windowEnd`; *visible* = the wall time a `read_committed` reader
 //!    received it − `windowEnd` (for exactly-once this includes waiting for
 //!    the transaction commit, i.e. up to one checkpoint interval).
+//!
+//! `--peer kafka-streams` runs the same job in the same run with Kafka
+//! Streams (`e2e/peers/kafka-streams/`, built with Maven on first use): the
+//! same input topic, both phases, the same figures, one JVM process with
+//! one stream thread and the same commit interval.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +45,9 @@ use tributary_e2e::fixture::unique;
 use tributary_e2e::kafka::workload::pace;
 use tributary_e2e::kafka::{self, TIMEOUT, create_topic, producer, reader};
 use tributary_e2e::process::Fleet;
+
+/// The Kafka Streams peer's Maven project.
+const PEER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/kafka-streams");
 
 #[derive(Parser, Debug)]
 #[command(about = "Kafka → tributary → Kafka throughput and latency")]
@@ -68,6 +76,135 @@ struct Args {
     /// Latency phase rate (events/s); default half the measured wall rate.
     #[arg(long)]
     rate: Option<f64>,
+    /// Also run the same job with a peer engine (`kafka-streams`).
+    #[arg(long)]
+    peer: Option<Engine>,
+}
+
+/// Who runs the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// The `tributary` binary.
+    Tributary,
+    /// The Kafka Streams program of `e2e/peers/kafka-streams`.
+    KafkaStreams,
+}
+
+impl Engine {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Tributary => "tributary",
+            Self::KafkaStreams => "kafka-streams",
+        }
+    }
+}
+
+/// A running job: a `tributary` fleet of one, or the peer's JVM.
+enum Job {
+    Tributary(Fleet),
+    Peer {
+        child: std::process::Child,
+        log: std::path::PathBuf,
+    },
+}
+
+impl Job {
+    /// Starts `engine` on `input` → `output` as consumer group `name`.
+    fn start(
+        args: &Args,
+        engine: Engine,
+        names: (&str, &str, &str),
+        bootstrap: &str,
+        guarantee: &str,
+    ) -> Result<Self> {
+        let (name, input, output) = names;
+        match engine {
+            Engine::Tributary => {
+                let yaml = pipeline(name, bootstrap, input, output, guarantee, &args.checkpoint);
+                let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
+                fleet.add()?;
+                Ok(Self::Tributary(fleet))
+            }
+            Engine::KafkaStreams => {
+                let commit_ms = humantime::parse_duration(&args.checkpoint)
+                    .with_context(|| format!("--checkpoint {}", args.checkpoint))?
+                    .as_millis()
+                    .to_string();
+                let log = std::env::temp_dir().join(format!("{name}.log"));
+                let out = std::fs::File::create(&log)?;
+                let child = std::process::Command::new("java")
+                    .arg("-cp")
+                    .arg(format!(
+                        "{PEER_DIR}/target/classes:{PEER_DIR}/target/dependency/*"
+                    ))
+                    .arg("dev.tributary.peer.TumblingPeer")
+                    .args([bootstrap, input, output, name, guarantee, &commit_ms])
+                    .stdout(out.try_clone()?)
+                    .stderr(out)
+                    .spawn()
+                    .context("starting java (the Kafka Streams peer)")?;
+                Ok(Self::Peer { child, log })
+            }
+        }
+    }
+
+    fn pid(&self) -> Result<u32> {
+        match self {
+            Self::Tributary(f) => f.pid(0).context("processor pid"),
+            Self::Peer { child, .. } => Ok(child.id()),
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        match self {
+            Self::Tributary(f) => !f.running().is_empty(),
+            Self::Peer { child, .. } => matches!(child.try_wait(), Ok(None)),
+        }
+    }
+
+    fn log_tails(&self) -> String {
+        match self {
+            Self::Tributary(f) => f.log_tails(20),
+            Self::Peer { log, .. } => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            }
+        }
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        match self {
+            Self::Tributary(f) => {
+                f.stop_all(Duration::from_secs(30)).await?;
+            }
+            Self::Peer { child, .. } => {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compiles the peer and copies its dependencies (Maven, from Maven
+/// Central into `~/.m2`; quick once cached).
+fn build_peer() -> Result<()> {
+    let status = std::process::Command::new("mvn")
+        .args(["-q", "-f", &format!("{PEER_DIR}/pom.xml")])
+        .args(["package", "dependency:copy-dependencies"])
+        .status()
+        .context("running mvn (the Kafka Streams peer is built with Maven)")?;
+    if !status.success() {
+        bail!("building the Kafka Streams peer failed: mvn exited {status}");
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -217,25 +354,21 @@ struct Throughput {
 
 async fn throughput(
     args: &Args,
+    engine: Engine,
     bootstrap: &str,
     input: &str,
     guarantee: &str,
 ) -> Result<Throughput> {
-    let name = unique(&format!("load-{}", guarantee.to_lowercase()));
+    let name = unique(&format!(
+        "load-{}-{}",
+        engine.label(),
+        guarantee.to_lowercase()
+    ));
     let output = format!("{name}-out");
     create_topic(bootstrap, &output, args.partitions).await?;
-    let yaml = pipeline(
-        &name,
-        bootstrap,
-        input,
-        &output,
-        guarantee,
-        &args.checkpoint,
-    );
-    let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
     let started = Instant::now();
-    fleet.add()?;
-    let pid = fleet.pid(0).context("processor pid")?;
+    let mut job = Job::start(args, engine, (&name, input, &output), bootstrap, guarantee)?;
+    let pid = job.pid()?;
     let total: i64 = kafka::high_watermarks(bootstrap, input)?.iter().sum();
     let mut first: Option<(Instant, i64)> = None;
     let mut last = (started, 0);
@@ -262,10 +395,10 @@ async fn throughput(
         if done >= total {
             break;
         }
-        if fleet.running().is_empty() || started.elapsed() > Duration::from_secs(600) {
+        if !job.running() || started.elapsed() > Duration::from_secs(600) {
             bail!(
                 "the processor stopped or stalled at {done}/{total}:\n{}",
-                fleet.log_tails(20)
+                job.log_tails()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -280,7 +413,7 @@ async fn throughput(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    fleet.stop_all(Duration::from_secs(30)).await?;
+    job.stop().await?;
     let (t0, n0) = first.unwrap_or((started, 0));
     let wall = last.0.duration_since(started).as_secs_f64();
     let span = last.0.duration_since(t0).as_secs_f64();
@@ -313,21 +446,22 @@ fn p50_p99(mut v: Vec<i64>) -> (i64, i64) {
     (at(0.5), at(0.99))
 }
 
-async fn latency(args: &Args, bootstrap: &str, guarantee: &str, rate: f64) -> Result<Latency> {
-    let name = unique(&format!("lat-{}", guarantee.to_lowercase()));
+async fn latency(
+    args: &Args,
+    engine: Engine,
+    bootstrap: &str,
+    guarantee: &str,
+    rate: f64,
+) -> Result<Latency> {
+    let name = unique(&format!(
+        "lat-{}-{}",
+        engine.label(),
+        guarantee.to_lowercase()
+    ));
     let (input, output) = (format!("{name}-in"), format!("{name}-out"));
     create_topic(bootstrap, &input, args.partitions).await?;
     create_topic(bootstrap, &output, args.partitions).await?;
-    let yaml = pipeline(
-        &name,
-        bootstrap,
-        &input,
-        &output,
-        guarantee,
-        &args.checkpoint,
-    );
-    let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
-    fleet.add()?;
+    let mut job = Job::start(args, engine, (&name, &input, &output), bootstrap, guarantee)?;
     let consumer: StreamConsumer = reader(bootstrap, &unique("lat-reader"), true)?;
     consumer.subscribe(&[&output])?;
     let p = producer(bootstrap)?;
@@ -352,7 +486,7 @@ async fn latency(args: &Args, bootstrap: &str, guarantee: &str, rate: f64) -> Re
     let (produced, got) = tokio::join!(produced, collect);
     produced?;
     let got = got?;
-    fleet.stop_all(Duration::from_secs(30)).await?;
+    job.stop().await?;
     let t_end = t_start + i64::try_from(args.latency_seconds)? * 1000;
     // Skip the first 5 s (startup, group join) and windows that could not
     // close before the producer stopped.
@@ -377,6 +511,11 @@ async fn main() -> Result<()> {
             args.bin.display()
         );
     }
+    let mut engines = vec![Engine::Tributary];
+    if let Some(peer) = args.peer.filter(|p| *p != Engine::Tributary) {
+        build_peer()?;
+        engines.push(peer);
+    }
     let bed = TestBed::load()?;
     let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
     let input = unique("load-in");
@@ -392,26 +531,29 @@ async fn main() -> Result<()> {
 
     let mut rows = BTreeMap::new();
     for g in &args.guarantee {
-        let t = throughput(&args, &bootstrap, &input, g).await?;
-        eprintln!(
-            "{g}: throughput wall {:.1}s steady {:.0}/s cpu {:.1}s",
-            t.wall, t.steady, t.cpu
-        );
-        let rate = args.rate.unwrap_or(t.steady / 2.0);
-        let l = latency(&args, &bootstrap, g, rate).await?;
-        rows.insert(g.clone(), (t, l));
+        for &engine in &engines {
+            let e = engine.label();
+            let t = throughput(&args, engine, &bootstrap, &input, g).await?;
+            eprintln!(
+                "{e} {g}: throughput wall {:.1}s steady {:.0}/s cpu {:.1}s",
+                t.wall, t.steady, t.cpu
+            );
+            let rate = args.rate.unwrap_or(t.steady / 2.0);
+            let l = latency(&args, engine, &bootstrap, g, rate).await?;
+            rows.insert((g.clone(), e), (t, l));
+        }
     }
     println!(
         "\n{} events, {} partitions, {} keys, checkpoint {}, producer {produce_rate:.0} ev/s\n",
         args.events, args.partitions, args.keys, args.checkpoint
     );
     println!(
-        "| guarantee | wall s | steady ev/s | CPU s | cores used | ev/s per core (CPU) | latency rate ev/s | results | emitted p50/p99 ms | visible p50/p99 ms |"
+        "| guarantee | engine | wall s | steady ev/s | CPU s | cores used | ev/s per core (CPU) | latency rate ev/s | results | emitted p50/p99 ms | visible p50/p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (g, (t, l)) in rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for ((g, e), (t, l)) in rows {
         println!(
-            "| {g} | {:.1} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {} | {}/{} | {}/{} |",
+            "| {g} | {e} | {:.1} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {} | {}/{} | {}/{} |",
             t.wall,
             t.steady,
             t.cpu,

@@ -189,14 +189,7 @@ impl Operator {
     /// When `/metrics` cannot be fetched.
     pub fn metric_sum(&self, name: &str) -> Result<f64> {
         let (_, body) = self.get("/metrics")?;
-        Ok(body
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(sample_sum(&body, name))
     }
 
     fn child(&self) -> std::sync::MutexGuard<'_, Child> {
@@ -277,6 +270,19 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
         let value = rest.strip_prefix(' ')?;
         value.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// The sum of every sample of metric `name` (all label sets) in
+/// Prometheus text, 0 when absent.
+#[must_use]
+pub fn sample_sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status code, body).

@@ -168,6 +168,29 @@ impl Scenario {
         Ok(())
     }
 
+    /// Waits until the input is consumed, stops the replicas, and checks
+    /// that none exited on its own and that the output is exactly once;
+    /// `what` names the scenario in the figures printed and in failures.
+    pub async fn finish_exactly_once(&self, fleet: &mut Fleet, what: &str) -> Result<Check> {
+        let group = self.spec.group();
+        self.wait_consumed(&group, fleet, Duration::from_secs(150))
+            .await?;
+        let crashed = fleet.crashes.clone();
+        self.stop(fleet).await?;
+        let check = self.check(&self.spec.output, true).await?;
+        let verdict = if check.exactly_once() { "PASS" } else { "FAIL" };
+        eprintln!(
+            "{what}: N={} events, {verdict}: {check}",
+            self.workload.events
+        );
+        ensure!(
+            crashed.is_empty(),
+            "{what}: replicas exited on their own instead of recovering: {crashed:?}"
+        );
+        ensure!(check.exactly_once(), "{what}: not exactly once: {check}");
+        Ok(check)
+    }
+
     /// Every record of `topic`, read with `read_committed` when asked.
     pub async fn read(&self, topic: &str, read_committed: bool) -> Result<Vec<OutRecord>> {
         read_to_end(

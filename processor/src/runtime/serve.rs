@@ -30,6 +30,49 @@ fn counter(name: &str, help: &str, pipeline: &str, v: u64) -> Option<IntCounter>
     Some(c)
 }
 
+/// Bucket bounds (seconds) of the latency histograms served.
+const LATENCY_BOUNDS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// A [`LatencyHistogram`](super::metrics::LatencyHistogram) as a
+/// Prometheus histogram family.
+fn histogram(
+    name: &str,
+    help: &str,
+    pipeline: &str,
+    h: &super::metrics::LatencyHistogram,
+) -> MetricFamily {
+    use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricType};
+    let (at, total) = h.cumulative(&LATENCY_BOUNDS);
+    let buckets = LATENCY_BOUNDS
+        .iter()
+        .zip(at)
+        .map(|(bound, count)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(count);
+            b
+        })
+        .collect();
+    let mut hist = Histogram::default();
+    hist.set_sample_count(total);
+    hist.set_sample_sum(h.sum().as_secs_f64());
+    hist.set_bucket(buckets);
+    let mut label = LabelPair::default();
+    label.set_name("pipeline".to_owned());
+    label.set_value(pipeline.to_owned());
+    let mut metric = Metric::default();
+    metric.set_label(vec![label]);
+    metric.set_histogram(hist);
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_owned());
+    family.set_help(help.to_owned());
+    family.set_field_type(MetricType::HISTOGRAM);
+    family.set_metric(vec![metric]);
+    family
+}
+
 fn gauge(name: &str, help: &str, pipeline: &str, v: f64) -> Option<Gauge> {
     let g = Gauge::with_opts(Opts::new(name, help).const_label("pipeline", pipeline)).ok()?;
     g.set(v);
@@ -123,6 +166,18 @@ impl Snapshot {
                 out.extend(g.collect());
             }
         }
+        out.push(histogram(
+            "tributary_processing_latency_seconds",
+            "Time from reading a batch to writing its output.",
+            p,
+            &m.latency,
+        ));
+        out.push(histogram(
+            "tributary_end_to_end_latency_seconds",
+            "Kafka sources: time from a record's Kafka timestamp to the commit of the checkpoint covering it.",
+            p,
+            &m.end_to_end,
+        ));
         out
     }
 }

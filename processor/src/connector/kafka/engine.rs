@@ -59,6 +59,11 @@ pub struct Engine {
     kafka: KafkaMetrics,
     /// Something happened since the last checkpoint.
     dirty: bool,
+    /// Kafka timestamps (ms → records) of the records read since the last
+    /// checkpoint: their end-to-end latency is known when it commits.
+    /// Keyed by millisecond, so its size is bounded by the checkpoint
+    /// interval, not the throughput.
+    uncommitted: HashMap<i64, u64>,
     /// An error raised inside a callback, for the poll loop to return.
     failed: Option<RunError>,
     /// Shutting down: revocations drop tasks without a checkpoint (the
@@ -113,6 +118,7 @@ impl Engine {
             metrics: p.metrics,
             kafka: p.kafka,
             dirty: false,
+            uncommitted: HashMap::new(),
             failed: None,
             closing: false,
             stop: p.stop,
@@ -166,6 +172,7 @@ impl Engine {
             offset: msg.offset(),
         };
         let payload = msg.payload().unwrap_or_default();
+        let ts = msg.timestamp().to_millis().unwrap_or_else(now_ms);
         let rec_key = msg.key().map(|k| Arc::from(String::from_utf8_lossy(k)));
         let decoded = if payload.len() > self.max_bytes {
             let mut raw = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
@@ -184,7 +191,6 @@ impl Engine {
                 rec,
             )))
         } else {
-            let ts = msg.timestamp().to_millis().unwrap_or_else(now_ms);
             self.decoder.decode_at(payload, position, ts)
         };
         self.dirty = true;
@@ -202,6 +208,7 @@ impl Engine {
                 }
                 if task.add(rec) == Some(false) {
                     Metrics::add(&self.metrics.records_in, 1);
+                    *self.uncommitted.entry(ts).or_insert(0) += 1;
                 }
                 if task.pending_len() >= BATCH {
                     task.process(&mut self.outputs, &self.metrics)?;
@@ -213,6 +220,7 @@ impl Engine {
                     dl.record.replay = replay;
                     if !replay {
                         Metrics::add(&self.metrics.records_in, 1);
+                        *self.uncommitted.entry(ts).or_insert(0) += 1;
                     }
                     self.outputs.dead_letter(*dl, &self.metrics)?;
                 }
@@ -304,8 +312,20 @@ impl Engine {
             self.kafka
                 .checkpoint
                 .observe(started.elapsed().as_secs_f64());
+            self.observe_end_to_end();
         }
         Ok(())
+    }
+
+    /// The records read since the last checkpoint are visible now.
+    fn observe_end_to_end(&mut self) {
+        let now = now_ms();
+        for (ts, n) in self.uncommitted.drain() {
+            let ms = u64::try_from(now.saturating_sub(ts)).unwrap_or(0);
+            self.metrics
+                .end_to_end
+                .record_n(Duration::from_millis(ms), n);
+        }
     }
 
     /// `exactlyOnce`: offsets into the transaction, commit, begin the next.
@@ -588,6 +608,8 @@ impl Engine {
     /// Drops every task and restores it from the last checkpoint, reading
     /// again from its low-water offset (after an aborted checkpoint).
     fn rewind(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
+        // Re-read records are timed again when they commit.
+        self.uncommitted.clear();
         if self.tasks.is_empty() {
             return Ok(());
         }

@@ -12,7 +12,7 @@
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry};
 use serde_json::Value;
 use tributary_crds::KinesisSink as Spec;
 
@@ -171,15 +171,7 @@ async fn put_all(
         }
         match req.send().await {
             Ok(out) if out.failed_record_count().unwrap_or(0) == 0 => {}
-            Ok(out) => {
-                for (entry, result) in chunk.into_iter().zip(out.records()) {
-                    if let Some(code) = result.error_code() {
-                        failed.last_error =
-                            format!("{code}: {}", result.error_message().unwrap_or_default());
-                        failed.entries.push(entry);
-                    }
-                }
-            }
+            Ok(out) => keep_refused(chunk, out.records(), &mut failed),
             Err(e) => {
                 failed.last_error = KinesisError::api("PutRecords", &e).to_string();
                 failed.entries.extend(chunk);
@@ -187,6 +179,38 @@ async fn put_all(
         }
     }
     Ok(failed)
+}
+
+/// Adds the entries of `chunk` that `results` (the answer to the call that
+/// sent them, in request order) did not accept to `failed`. An entry with
+/// no result at all (a short answer) counts as refused: it is retried, not
+/// assumed written.
+fn keep_refused(
+    chunk: Vec<(String, Vec<u8>)>,
+    results: &[PutRecordsResultEntry],
+    failed: &mut Failed,
+) {
+    let sent = chunk.len();
+    for (i, entry) in chunk.into_iter().enumerate() {
+        match results.get(i) {
+            Some(r) if r.error_code().is_none() => {}
+            Some(r) => {
+                failed.last_error = format!(
+                    "{}: {}",
+                    r.error_code().unwrap_or_default(),
+                    r.error_message().unwrap_or_default()
+                );
+                failed.entries.push(entry);
+            }
+            None => {
+                failed.last_error = format!(
+                    "PutRecords answered {} results for {sent} entries",
+                    results.len()
+                );
+                failed.entries.push(entry);
+            }
+        }
+    }
 }
 
 /// A partition key from a CEL value: strings as they are, anything else as
@@ -267,5 +291,70 @@ mod tests {
     fn partition_keys_are_text() {
         assert_eq!(key_text(&Value::String("u1".into())), "u1");
         assert_eq!(key_text(&serde_json::json!(42)), "42");
+    }
+
+    fn ok(seq: &str) -> PutRecordsResultEntry {
+        PutRecordsResultEntry::builder()
+            .sequence_number(seq)
+            .shard_id("shardId-000000000000")
+            .build()
+    }
+
+    fn refused(code: &str) -> PutRecordsResultEntry {
+        PutRecordsResultEntry::builder()
+            .error_code(code)
+            .error_message("Rate exceeded for shard shardId-000000000001")
+            .build()
+    }
+
+    fn entries(n: u8) -> Vec<(String, Vec<u8>)> {
+        (0..n).map(|i| (format!("k{i}"), vec![i])).collect()
+    }
+
+    fn empty() -> Failed {
+        Failed {
+            entries: Vec::new(),
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_refused_entries_of_a_partial_failure_are_retried() {
+        let mut failed = empty();
+        let results = [
+            ok("1"),
+            refused("ProvisionedThroughputExceededException"),
+            ok("2"),
+            refused("InternalFailure"),
+        ];
+        keep_refused(entries(4), &results, &mut failed);
+        assert_eq!(
+            failed.entries,
+            vec![("k1".to_owned(), vec![1]), ("k3".to_owned(), vec![3])]
+        );
+        assert!(
+            failed
+                .last_error
+                .starts_with("InternalFailure: Rate exceeded")
+        );
+    }
+
+    #[test]
+    fn entries_without_a_result_are_retried_not_assumed_written() {
+        let mut failed = empty();
+        keep_refused(entries(3), &[ok("1")], &mut failed);
+        assert_eq!(failed.entries.len(), 2);
+        assert_eq!(failed.entries[0].0, "k1");
+        assert_eq!(
+            failed.last_error,
+            "PutRecords answered 1 results for 3 entries"
+        );
+    }
+
+    #[test]
+    fn a_fully_accepted_call_leaves_nothing() {
+        let mut failed = empty();
+        keep_refused(entries(2), &[ok("1"), ok("2")], &mut failed);
+        assert!(failed.entries.is_empty());
     }
 }
