@@ -17,7 +17,7 @@ use tributary_e2e::kafka::producer;
 use tributary_e2e::kafka::workload::Workload;
 use tributary_e2e::net::free_addr;
 use tributary_e2e::operator::process::{http_get, sample_sum};
-use tributary_e2e::poll::Deadline;
+use tributary_e2e::poll::{Deadline, until};
 
 /// Records before the restart: all of them are held by open windows, so
 /// the restarted replica re-reads every one to rebuild its state.
@@ -62,17 +62,30 @@ async fn metrics_show_the_run_and_readyz_waits_for_the_restore() -> Result<()> {
         .await?;
     s.wait_progress(&group, EVENTS, &mut fleet).await?;
 
-    // The first run, everything consumed and committed.
-    let body = scrape(addr)?;
-    let lag = series(&body, "tributary_kafka_consumer_lag");
-    let partitions: BTreeSet<&str> = lag
-        .iter()
-        .filter_map(|l| l.split("partition=\"").nth(1)?.split('"').next())
-        .collect();
-    ensure!(
-        partitions.len() == usize::try_from(PARTITIONS)?,
-        "consumer lag is not reported for each of the {PARTITIONS} partitions: {lag:?}"
-    );
+    // The first run, everything consumed and committed: the lag gauge
+    // (refreshed from librdkafka's statistics every 2 s) comes down to 0
+    // on each of the partitions.
+    let body = until(
+        "consumer lag 0 reported for every partition",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            let body = scrape(addr)?;
+            let lag = series(&body, "tributary_kafka_consumer_lag");
+            let partitions: BTreeSet<&str> = lag
+                .iter()
+                .filter_map(|l| l.split("partition=\"").nth(1)?.split('"').next())
+                .collect();
+            let all = partitions.len() == usize::try_from(PARTITIONS)?;
+            let drained = sample_sum(&body, "tributary_kafka_consumer_lag") == 0.0;
+            if all && drained {
+                anyhow::Ok(Some(body))
+            } else {
+                anyhow::bail!("lag series: {lag:?}")
+            }
+        },
+    )
+    .await?;
     let in_total = sample_sum(&body, "tributary_records_in_total");
     ensure!(
         in_total >= EVENTS as f64,

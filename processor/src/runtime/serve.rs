@@ -255,11 +255,24 @@ pub fn serve(
     Ok(bound)
 }
 
+/// Request header lines read at most (a scraper or probe sends a few).
+const MAX_HEADERS: usize = 100;
+
 fn respond(stream: TcpStream, registry: &Registry, metrics: &Metrics) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
+    // Read the headers to the blank line before answering: closing the
+    // socket with request bytes unread makes the kernel send a reset, which
+    // can reach the client before it has read the response.
+    let mut header = String::new();
+    for _ in 0..MAX_HEADERS {
+        header.clear();
+        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
+            break;
+        }
+    }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let (status, ctype, body): (&str, &str, Vec<u8>) = match path {
         "/metrics" => {
