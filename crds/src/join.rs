@@ -5,7 +5,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, StartFrom};
+use crate::{
+    Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, KafkaAuth, StartFrom,
+};
 
 /// Join types, as in SQL: which unmatched records are emitted too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,7 +87,7 @@ pub struct JoinSource {
 /// A Kafka topic as the second input of a join: every partition is
 /// assigned and read from `startFrom`; nothing is committed, so each run
 /// reads from `startFrom` again (see `docs/joins.md`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinKafka {
     /// Topic name.
@@ -98,6 +100,10 @@ pub struct JoinKafka {
     /// records written after the run starts).
     #[serde(default)]
     pub start_from: StartFrom,
+    /// SASL and TLS to the brokers, as `spec.source.kafka.auth` (secrets by
+    /// reference only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<KafkaAuth>,
 }
 
 /// Join keys of both sides.

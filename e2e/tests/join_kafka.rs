@@ -1,6 +1,8 @@
 //! A `join` whose `with` side is a topic on the test bed's Kafka, read as a
 //! plain consumer, and whose main source is a file: the output is checked
-//! against a nested-loop join of both inputs computed here.
+//! against a nested-loop join of both inputs computed here — once through
+//! the plaintext listener, once through the SASL_SSL one (SCRAM-SHA-512,
+//! the test bed's CA, secrets from env references).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,6 +78,16 @@ fn output(path: &std::path::Path) -> BTreeMap<String, u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_joined_with_a_kafka_topic_matches_a_nested_loop_join() -> Result<()> {
+    join_through(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_side_reads_through_sasl_over_tls() -> Result<()> {
+    join_through(true).await
+}
+
+/// Runs the join with its Kafka side on the secure listener when `secure`.
+async fn join_through(secure: bool) -> Result<()> {
     let bed = testbed();
     let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
     let topic = unique("join-payments");
@@ -97,10 +109,27 @@ async fn a_file_joined_with_a_kafka_topic_matches_a_nested_loop_join() -> Result
     let want = nested_loop(&left, &right);
     ensure!(want.len() > 20, "the fixture pairs too little: {want:?}");
 
+    let (brokers, auth, ca) = if secure {
+        (
+            bed.var("KAFKA_BOOTSTRAP_SECURE")?.to_owned(),
+            ", auth: {sasl: {mechanism: SCRAM-SHA-512, username: {env: KAFKA_USER}, password: {env: KAFKA_PASSWORD}}, tls: {ca: {env: KAFKA_CA}}}",
+            std::fs::read_to_string(bed.var("KAFKA_CA_FILE")?)?,
+        )
+    } else {
+        (bootstrap.clone(), "", String::new())
+    };
     let yaml = format!(
-        "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {{name: join-kafka}}\nspec:\n  source:\n    file: {{path: orders.jsonl}}\n    eventTime: {{field: event.ts}}\n    watermark: {{maxOutOfOrderness: 1h, idleTimeout: 2s}}\n  steps:\n    - join:\n        with: {{kafka: {{topic: {topic}, brokers: '{bootstrap}', startFrom: earliest}}}}\n        type: inner\n        on: {{left: event.k, right: other.k}}\n        within: {WITHIN_MS}ms\n  sinks: [{{name: out, file: {{path: out.jsonl}}}}]\n"
+        "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {{name: join-kafka}}\nspec:\n  source:\n    file: {{path: orders.jsonl}}\n    eventTime: {{field: event.ts}}\n    watermark: {{maxOutOfOrderness: 1h, idleTimeout: 2s}}\n  steps:\n    - join:\n        with: {{kafka: {{topic: {topic}, brokers: '{brokers}', startFrom: earliest{auth}}}}}\n        type: inner\n        on: {{left: event.k, right: other.k}}\n        within: {WITHIN_MS}ms\n  sinks: [{{name: out, file: {{path: out.jsonl}}}}]\n"
     );
-    let mut fleet = Fleet::new(&tributary_bin(), &yaml, &[("RUST_LOG", "warn")])?;
+    let mut env = vec![("RUST_LOG", "warn")];
+    if secure {
+        env.extend([
+            ("KAFKA_USER", bed.var("KAFKA_SCRAM_USER")?),
+            ("KAFKA_PASSWORD", bed.var("KAFKA_SCRAM_PASSWORD")?),
+            ("KAFKA_CA", ca.as_str()),
+        ]);
+    }
+    let mut fleet = Fleet::new(&tributary_bin(), &yaml, &env)?;
     let lines: Vec<String> = left.iter().map(Value::to_string).collect();
     std::fs::write(fleet.dir().join("orders.jsonl"), lines.join("\n") + "\n")?;
     let out = fleet.dir().join("out.jsonl");

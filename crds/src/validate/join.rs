@@ -48,6 +48,7 @@ pub(super) fn validate_join(
                 "required: the main source is not kafka, so there are no brokers to default to",
             );
         }
+        super::kafka_auth(k.auth.as_ref(), &format!("{with}.kafka.auth"), errs);
     }
     if let Some(f) = &w.file
         && f.path.trim().is_empty()
@@ -167,6 +168,16 @@ mod tests {
             &step(&kafka.replace("topic: payments", "topic: ''")),
             &format!("{p}.with.kafka.topic"),
             "must not be empty",
+        );
+        let sasl = kafka.replace(
+            "startFrom: latest}",
+            "startFrom: latest, auth: {sasl: {mechanism: SCRAM-SHA-512, username: {env: U}, password: {env: P}}, tls: {ca: {env: CA}}}}",
+        );
+        assert_eq!(errors(&step(&sasl)), Vec::<String>::new());
+        assert_refused(
+            &step(&sasl.replace("{ca: {env: CA}}", "{cert: {env: CERT}}")),
+            &format!("{p}.with.kafka.auth.tls"),
+            "cert and key go together",
         );
     }
 

@@ -27,6 +27,20 @@ use crate::{
 
 pub use expr::check_expression;
 
+/// Kafka SASL/TLS settings at `path` (the main source's or a join side's).
+pub(crate) fn kafka_auth(auth: Option<&crate::KafkaAuth>, path: &str, errs: &mut Errors) {
+    if let Some(tls) = auth.and_then(|a| a.tls.as_ref()) {
+        // Mutual TLS needs both halves; either alone is a typo that would
+        // otherwise surface as a handshake failure.
+        if tls.cert.is_some() != tls.key.is_some() {
+            errs.push(
+                format!("{path}.tls"),
+                "cert and key go together (client certificate for mutual TLS): set both or neither",
+            );
+        }
+    }
+}
+
 /// One problem in a spec, with the path of the field that has it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -116,16 +130,7 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                         errs.push(format!("spec.source.kafka.topics[{i}]"), "must not be empty");
                     }
                 }
-                if let Some(tls) = k.auth.as_ref().and_then(|a| a.tls.as_ref()) {
-                    // Mutual TLS needs both halves; either alone is a typo
-                    // that would otherwise surface as a handshake failure.
-                    if tls.cert.is_some() != tls.key.is_some() {
-                        errs.push(
-                            "spec.source.kafka.auth.tls",
-                            "cert and key go together (client certificate for mutual TLS): set both or neither",
-                        );
-                    }
-                }
+                kafka_auth(k.auth.as_ref(), "spec.source.kafka.auth", errs);
             }
             SourceKind::Pulsar(p) => {
                 pulsar_target(&p.service_url, &p.topic, "spec.source.pulsar", errs);

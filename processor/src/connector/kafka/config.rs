@@ -55,10 +55,22 @@ fn secret(v: &SecretValue, path: &str) -> Result<String, KafkaError> {
 }
 
 fn apply_auth(c: &mut ClientConfig, auth: Option<&KafkaAuth>) -> Result<(), KafkaError> {
+    apply_auth_at(c, auth, "spec.source.kafka.auth")
+}
+
+/// SASL and TLS settings from `auth`, whose field path in the spec is
+/// `base` (named when a secret cannot be read).
+///
+/// # Errors
+/// When a secret cannot be read.
+pub(super) fn apply_auth_at(
+    c: &mut ClientConfig,
+    auth: Option<&KafkaAuth>,
+    base: &str,
+) -> Result<(), KafkaError> {
     let Some(auth) = auth else {
         return Ok(());
     };
-    let base = "spec.source.kafka.auth";
     if let Some(tls) = &auth.tls {
         for (v, prop, field) in [
             (&tls.ca, "ssl.ca.pem", "ca"),

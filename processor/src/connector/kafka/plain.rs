@@ -1,7 +1,8 @@
 //! A Kafka topic read as a plain source: the `with` side of a `join`
 //! whose main source is not Kafka. Every partition is assigned (no
 //! consumer group membership, nothing committed) from `startFrom`, and its
-//! records are decoded and timestamped exactly as a file's would be.
+//! records are decoded and timestamped exactly as a file's would be. SASL
+//! and TLS come from `with.kafka.auth`, as for the main source.
 //!
 //! # Guarantees
 //! At-least-once for the join's output as a whole: the topic is re-read
@@ -51,12 +52,16 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<Running, SourceError> {
     let brokers = k.brokers.as_deref().unwrap_or_default();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         // librdkafka wants a group id; nothing joins or commits under it.
         .set("group.id", format!("tributary-join-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.offset.store", "false");
+    super::config::apply_auth_at(&mut config, k.auth.as_ref(), "join.with.kafka.auth")
+        .map_err(|e| connect(e.to_string()))?;
+    let consumer: BaseConsumer = config
         .create()
         .map_err(|e| connect(format!("brokers: cannot create a Kafka client: {e}")))?;
     let topic = k.topic.clone();
