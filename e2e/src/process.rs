@@ -297,11 +297,7 @@ impl Fleet {
     ///
     /// When the signal cannot be sent.
     pub fn pause(&mut self, i: usize) -> Result<()> {
-        let slot = &self.slots[i];
-        match &slot.child {
-            Some(child) => signal(&slot.name, child, Signal::SIGSTOP),
-            None => Ok(()),
-        }
+        self.signal_slot(i, Signal::SIGSTOP)
     }
 
     /// Lets a [`pause`](Self::pause)d replica go on (SIGCONT).
@@ -310,9 +306,14 @@ impl Fleet {
     ///
     /// When the signal cannot be sent.
     pub fn resume(&mut self, i: usize) -> Result<()> {
+        self.signal_slot(i, Signal::SIGCONT)
+    }
+
+    /// Sends `sig` to slot `i`'s replica, if it runs.
+    fn signal_slot(&self, i: usize, sig: Signal) -> Result<()> {
         let slot = &self.slots[i];
         match &slot.child {
-            Some(child) => signal(&slot.name, child, Signal::SIGCONT),
+            Some(child) => signal(&slot.name, child, sig),
             None => Ok(()),
         }
     }
@@ -332,11 +333,7 @@ impl Fleet {
     /// Sends SIGTERM to slot `i`'s replica, if it runs.
     fn terminate(&mut self, i: usize) -> Result<()> {
         self.reap();
-        let slot = &self.slots[i];
-        match &slot.child {
-            Some(child) => signal(&slot.name, child, Signal::SIGTERM),
-            None => Ok(()),
-        }
+        self.signal_slot(i, Signal::SIGTERM)
     }
 
     /// Waits up to `timeout` for slot `i`'s replica to exit; kills it then.

@@ -26,7 +26,7 @@ use tributary_e2e::kafka::output::Check;
 use tributary_e2e::kafka::set_proxy;
 use tributary_e2e::kafka::workload::Workload;
 use tributary_e2e::net::free_addr;
-use tributary_e2e::operator::process::{http_get, sample_sum};
+use tributary_e2e::operator::process::{sample_sum, scrape};
 use tributary_e2e::poll::until;
 use tributary_e2e::process::chaos;
 
@@ -59,25 +59,9 @@ async fn chaos_test(
         r = chaos(&mut fleet, KILL_EVERY) => r?,
     }
     let kills = fleet.kills;
-    let group = s.spec.group();
-    s.wait_consumed(&group, &mut fleet, Duration::from_secs(150))
-        .await?;
-    let crashed = fleet.crashes.clone();
-    s.stop(&mut fleet).await?;
-    let exactly_once = guarantee == "exactlyOnce";
-    let check = s.check(&s.spec.output, exactly_once).await?;
-    let verdict = if holds(&check) { "PASS" } else { "FAIL" };
-    eprintln!(
-        "{guarantee} checker: N={} events, {kills} kills (kill -9), {verdict}: {check}",
-        s.workload.events
-    );
-    ensure!(
-        crashed.is_empty(),
-        "replicas exited on their own: {crashed:?}\n{}",
-        fleet.log_tails(20)
-    );
+    let what = format!("{guarantee} checker, {kills} kills (kill -9)");
+    s.finish(&mut fleet, &what, holds).await?;
     ensure!(kills >= 3, "the chaos loop killed only {kills} replicas");
-    ensure!(holds(&check), "{guarantee} does not hold: {check}");
     Ok(())
 }
 
@@ -121,7 +105,8 @@ async fn a_20s_network_cut_heals_by_itself_and_stays_exactly_once() -> Result<()
     set_proxy(&s.bed, true).await?;
     produced?;
     cut?;
-    s.finish_exactly_once(&mut fleet, "network cut").await?;
+    s.finish(&mut fleet, "network cut", Check::exactly_once)
+        .await?;
     Ok(())
 }
 
@@ -132,9 +117,10 @@ const FROZEN: Duration = Duration::from_secs(15);
 /// `tributary_transaction_aborts_total` of the replica serving `/metrics`
 /// on `addr`.
 fn aborts(addr: std::net::SocketAddr) -> Result<f64> {
-    let (code, body) = http_get(addr, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(sample_sum(&body, "tributary_transaction_aborts_total"))
+    Ok(sample_sum(
+        &scrape(addr)?,
+        "tributary_transaction_aborts_total",
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +173,6 @@ async fn a_frozen_replica_is_fenced_when_it_wakes_and_exactly_once_holds() -> Re
     produced?;
     let (before, after) = frozen.context("freezing the zombie")?;
     eprintln!("zombie: frozen {FROZEN:?}; its aborts went {before} → {after}");
-    s.finish_exactly_once(&mut fleet, "zombie").await?;
+    s.finish(&mut fleet, "zombie", Check::exactly_once).await?;
     Ok(())
 }

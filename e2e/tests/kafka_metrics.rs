@@ -8,7 +8,6 @@
 mod kafka_common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
@@ -16,7 +15,7 @@ use kafka_common::{PARTITIONS, Scenario};
 use tributary_e2e::kafka::producer;
 use tributary_e2e::kafka::workload::Workload;
 use tributary_e2e::net::free_addr;
-use tributary_e2e::operator::process::{http_get, sample_sum};
+use tributary_e2e::operator::process::{http_get, sample_lines, sample_sum, scrape};
 use tributary_e2e::poll::{Deadline, until};
 
 /// Records before the restart: all of them are held by open windows, so
@@ -24,20 +23,9 @@ use tributary_e2e::poll::{Deadline, until};
 const EVENTS: u64 = 100_000;
 const HOUR_MS: i64 = 3_600_000;
 
-fn scrape(addr: SocketAddr) -> Result<String> {
-    let (code, body) = http_get(addr, "/metrics")?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(body)
-}
-
 /// The sample lines of metric `name` (any labels).
-fn series<'a>(body: &'a str, name: &str) -> Vec<&'a str> {
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .collect()
+fn series<'a>(body: &'a str, name: &'a str) -> Vec<&'a str> {
+    sample_lines(body, name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

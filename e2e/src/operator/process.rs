@@ -175,11 +175,7 @@ impl Operator {
     ///
     /// When `/metrics` cannot be fetched.
     pub fn metric(&self, series: &str) -> Result<Option<f64>> {
-        let (code, body) = self.get("/metrics")?;
-        if code != 200 {
-            return Err(Error::Unexpected(format!("/metrics answered {code}")));
-        }
-        Ok(sample(&body, series))
+        Ok(sample(&scrape(self.metrics)?, series))
     }
 
     /// The sum of every sample of metric `name` (all label sets), 0 when absent.
@@ -276,13 +272,30 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
 /// Prometheus text, 0 when absent.
 #[must_use]
 pub fn sample_sum(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
+    sample_lines(body, name)
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The sample lines of metric `name` (any label set) in Prometheus text.
+pub fn sample_lines<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    body.lines().filter(move |l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+    })
+}
+
+/// `/metrics` of the server on `addr`, as Prometheus text.
+///
+/// # Errors
+///
+/// When it cannot be fetched or does not answer 200.
+pub fn scrape(addr: SocketAddr) -> Result<String> {
+    let (code, body) = http_get(addr, "/metrics")?;
+    if code != 200 {
+        return Err(Error::Unexpected(format!("/metrics answered {code}")));
+    }
+    Ok(body)
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status code, body).
