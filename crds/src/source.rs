@@ -185,6 +185,16 @@ pub struct KafkaSource {
     /// SASL and TLS settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<KafkaAuth>,
+    /// What the producers partition the topics by, as CEL over the record
+    /// (the form of a window's `keyBy`): `[event.user]` says every record of
+    /// one user is in one partition. A keyed step (window, dedupe, cep,
+    /// anomaly) whose key is exactly this, with no step that rewrites
+    /// records before it, runs on the input partitions as they are; any
+    /// other keyed step is fed through an internal repartition topic, so
+    /// each key's state lives in exactly one task. Empty (the default):
+    /// the partitioning is unknown and every keyed step is repartitioned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitioned_by: Vec<String>,
 }
 
 /// Kafka authentication; secrets only by reference.

@@ -28,11 +28,10 @@ use tributary_e2e::kafka::workload::Workload;
 use tributary_e2e::net::free_addr;
 use tributary_e2e::operator::process::{sample_sum, scrape};
 use tributary_e2e::poll::until;
-use tributary_e2e::process::chaos;
 
-/// Events per chaos run, produced over [`PRODUCE_SECONDS`].
+/// Events per chaos run, produced over [`PRODUCE_FOR`].
 const EVENTS: u64 = 200_000;
-const PRODUCE_SECONDS: f64 = 30.0;
+const PRODUCE_FOR: Duration = Duration::from_secs(30);
 const KILL_EVERY: Duration = Duration::from_secs(4);
 const REPLICAS: usize = 3;
 
@@ -49,19 +48,9 @@ async fn chaos_test(
     holds: fn(&Check) -> bool,
 ) -> Result<()> {
     let s = Scenario::new(prefix, workload(), guarantee, false).await?;
-    let mut fleet = s.fleet(&s.spec)?;
-    for _ in 0..REPLICAS {
-        fleet.add()?;
-    }
-    let rate = s.workload.events as f64 / PRODUCE_SECONDS;
-    tokio::select! {
-        r = s.produce(rate) => r?,
-        r = chaos(&mut fleet, KILL_EVERY) => r?,
-    }
-    let kills = fleet.kills;
-    let what = format!("{guarantee} checker, {kills} kills (kill -9)");
-    s.finish(&mut fleet, &what, holds).await?;
-    ensure!(kills >= 3, "the chaos loop killed only {kills} replicas");
+    let what = format!("{guarantee} checker");
+    s.chaos_run(REPLICAS, PRODUCE_FOR, KILL_EVERY, &what, holds)
+        .await?;
     Ok(())
 }
 
@@ -87,7 +76,7 @@ async fn a_20s_network_cut_heals_by_itself_and_stays_exactly_once() -> Result<()
         fleet.add()?;
     }
     let group = s.spec.group();
-    let rate = s.workload.events as f64 / PRODUCE_SECONDS;
+    let rate = s.workload.events as f64 / PRODUCE_FOR.as_secs_f64();
     let cut = async {
         // Cut once the pipeline is well under way (a third committed).
         s.wait_progress(&group, s.workload.events / 3, &mut fleet)
@@ -131,7 +120,7 @@ async fn a_frozen_replica_is_fenced_when_it_wakes_and_exactly_once_holds() -> Re
     let zombie = fleet.add_with_env(&[("TRIBUTARY_METRICS_ADDR", &addr.to_string())])?;
     fleet.add()?;
     let group = s.spec.group();
-    let rate = s.workload.events as f64 / PRODUCE_SECONDS;
+    let rate = s.workload.events as f64 / PRODUCE_FOR.as_secs_f64();
     let freeze = async {
         s.wait_progress(&group, s.workload.events / 4, &mut fleet)
             .await?;

@@ -48,6 +48,7 @@ async fn a_kafka_pipeline_applied_with_kubectl_computes_its_windows() -> Result<
         guarantee: "exactlyOnce",
         checkpoint: "1s",
         window: "1s",
+        repartition: false,
     };
     create_topic(&bootstrap, &spec.input, PARTITIONS).await?;
     create_topic(&bootstrap, &spec.output, 1).await?;

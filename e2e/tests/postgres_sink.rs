@@ -116,7 +116,7 @@ kind: StreamPipeline
 metadata: {{name: '{name}', namespace: {NAMESPACE}}}
 spec:
   source:
-    kafka: {{brokers: '{brokers}', topics: ['{input}'], startFrom: earliest, group: '{group}'}}
+    kafka: {{brokers: '{brokers}', topics: ['{input}'], startFrom: earliest, group: '{group}', partitionedBy: [event.user]}}
     format: {{type: json}}
     eventTime: {{field: event.ts, format: epochMillis}}
     watermark: {{maxOutOfOrderness: 1s}}

@@ -331,6 +331,15 @@ fn validate_exactly_once(spec: &StreamPipelineSpec, errs: &mut Errors) {
         validate_stateless(spec, errs);
     }
     if let (Some(pg), true) = (postgres, spec.source.kafka.is_some() || kinesis) {
+        if let Some(r) = spec.repartitions().first() {
+            errs.push(
+                format!("spec.steps[{}]", r.at),
+                format!(
+                    "exactlyOnce into postgres cannot re-key through a repartition topic (its records would be written outside the database transaction), and this keyed step needs one: its key {:?} is not the declared spec.source.kafka.partitionedBy; declare partitionedBy when the producers key by it, or use a kafka sink, or guarantee: atLeastOnce",
+                    r.key
+                ),
+            );
+        }
         let sinks = spec
             .sinks
             .iter()

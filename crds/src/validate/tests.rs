@@ -525,3 +525,24 @@ fn exactly_once_from_kinesis_refuses_state_and_sinks_outside_postgres() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn exactly_once_into_postgres_refuses_a_keyed_step_that_needs_a_repartition() {
+    let steps = "steps: [{window: {type: tumbling, size: 1m, keyBy: [event.user], aggregate: [{name: n, fn: count}]}}]\n";
+    let sinks = format!("sinks: [{{name: o, {PG}}}]\nguarantee: exactlyOnce\n");
+    let errs = kafka_errors(&format!("{sinks}{steps}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("spec.steps[0]: ") && e.contains("partitionedBy")),
+        "{errs:#?}"
+    );
+    let declared = load_pipeline(&format!("{KAFKA}{sinks}{steps}"))
+        .map(|mut p| {
+            if let Some(k) = p.spec.source.kafka.as_mut() {
+                k.partitioned_by = vec!["event.user".into()];
+            }
+            validate(&p.spec)
+        })
+        .expect("parses");
+    assert!(declared.is_ok(), "{declared:#?}");
+}

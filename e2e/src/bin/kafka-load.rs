@@ -251,7 +251,7 @@ kind: StreamPipeline
 metadata: {{name: '{name}', namespace: bench}}
 spec:
   source:
-    kafka: {{brokers: '{brokers}', topics: ['{input}'], group: '{name}', startFrom: earliest}}
+    kafka: {{brokers: '{brokers}', topics: ['{input}'], group: '{name}', startFrom: earliest, partitionedBy: [event.userId]}}
     format: {{type: json}}
     eventTime: {{field: event.ts, format: epochMillis}}
     watermark: {{maxOutOfOrderness: 0s}}

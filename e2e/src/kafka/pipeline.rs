@@ -24,6 +24,11 @@ pub struct PipelineSpec {
     pub checkpoint: &'static str,
     /// Tumbling window size (`1s`).
     pub window: &'static str,
+    /// Leave `partitionedBy` undeclared, so the window's records are
+    /// re-keyed through a repartition topic; else declare the input
+    /// partitioned by `event.user`, as [`Workload`](super::workload::Workload)
+    /// keys it by default.
+    pub repartition: bool,
 }
 
 /// `metadata.namespace` of the tests' pipelines.
@@ -47,6 +52,9 @@ impl PipelineSpec {
         );
         if let Some(g) = &self.group {
             let _ = write!(kafka, ", group: '{g}'");
+        }
+        if !self.repartition {
+            kafka.push_str(", partitionedBy: [event.user]");
         }
         kafka.push('}');
         format!(
@@ -98,6 +106,7 @@ mod tests {
             guarantee: "exactlyOnce",
             checkpoint: "1s",
             window: "1s",
+            repartition: false,
         };
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&spec.yaml()).unwrap();
         assert_eq!(v["metadata"]["namespace"], "e2e");
@@ -105,5 +114,9 @@ mod tests {
         assert_eq!(v["spec"]["sinks"][0]["kafka"]["key"], "event.user");
         assert_eq!(v["spec"]["guarantee"], "exactlyOnce");
         assert_eq!(spec.group(), "e2e.p1");
+        assert_eq!(
+            v["spec"]["source"]["kafka"]["partitionedBy"][0],
+            "event.user"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! Event `i` is `{"id": i, "user": "u<i mod keys>", "kind": "click"|"view",
 //! "ts": start + i·step}`; about one in five is a `view`, which the
 //! pipeline's filter drops. The Kafka key is `user`, the window's `keyBy`,
-//! so the producer's partitioning is the keyed state's partitioning. Event
+//! so the producer's partitioning is the keyed state's partitioning —
+//! unless the workload is keyed by `id`, which a repartition must mend. Event
 //! time grows with `i`, so every partition is in order and no event is late.
 //!
 //! After the events, one `flush` event per partition far in the future
@@ -39,6 +40,9 @@ pub struct Workload {
     pub step_ms: i64,
     /// Tumbling window size (ms), as in the pipeline.
     pub window_ms: i64,
+    /// Key records by `id` instead of `user`: the producer's partitioning
+    /// is then not the window's, which a repartition topic must mend.
+    pub keyed_by_id: bool,
 }
 
 /// Where a delivered record landed.
@@ -61,10 +65,30 @@ impl Workload {
             start_ms: 1_700_000_000_000,
             step_ms,
             window_ms,
+            keyed_by_id: false,
         }
     }
 
-    /// The user of event `i`, also its Kafka key.
+    /// The same workload keyed by `id` (see [`Workload::keyed_by_id`]).
+    #[must_use]
+    pub fn keyed_by_id(self) -> Self {
+        Self {
+            keyed_by_id: true,
+            ..self
+        }
+    }
+
+    /// The Kafka key of event `i`.
+    #[must_use]
+    pub fn kafka_key(&self, i: u64) -> String {
+        if self.keyed_by_id {
+            format!("id{i}")
+        } else {
+            self.user(i)
+        }
+    }
+
+    /// The user of event `i`, also its Kafka key unless keyed by id.
     #[must_use]
     pub fn user(&self, i: u64) -> String {
         format!("u{}", i % self.keys)
@@ -133,7 +157,7 @@ impl Workload {
         while i < range.end {
             let end = (i + BATCH.min(rate_batch(rate))).min(range.end);
             let sends = (i..end).map(|n| {
-                let (key, value) = (self.user(n), self.value(n));
+                let (key, value) = (self.kafka_key(n), self.value(n));
                 async move { send(producer, topic, None, &key, value.as_bytes()).await }
             });
             try_join_all(sends).await?;

@@ -68,6 +68,7 @@ impl Scenario {
             guarantee,
             checkpoint: "1s",
             window: "1s",
+            repartition: false,
             name,
         };
         create_topic(&bootstrap, &spec.input, PARTITIONS).await?;
@@ -97,6 +98,36 @@ impl Scenario {
             .produce_flush(&p, &self.spec.input, PARTITIONS)
             .await?;
         Ok(())
+    }
+
+    /// Starts `replicas` replicas, produces the workload over
+    /// `produce_for` while a chaos loop kills a random replica with SIGKILL
+    /// every `kill_every` and restarts it, then finishes as [`finish`]
+    /// does; at least 3 kills are required.
+    ///
+    /// [`finish`]: Scenario::finish
+    pub async fn chaos_run(
+        &self,
+        replicas: usize,
+        produce_for: Duration,
+        kill_every: Duration,
+        what: &str,
+        holds: fn(&Check) -> bool,
+    ) -> Result<Check> {
+        let mut fleet = self.fleet(&self.spec)?;
+        for _ in 0..replicas {
+            fleet.add()?;
+        }
+        let rate = self.workload.events as f64 / produce_for.as_secs_f64();
+        tokio::select! {
+            r = self.produce(rate) => r?,
+            r = tributary_e2e::process::chaos(&mut fleet, kill_every) => r?,
+        }
+        let kills = fleet.kills;
+        let what = format!("{what}, {kills} kills (kill -9)");
+        let check = self.finish(&mut fleet, &what, holds).await?;
+        ensure!(kills >= 3, "the chaos loop killed only {kills} replicas");
+        Ok(check)
     }
 
     /// Records of `group` committed on the input so far.
@@ -181,6 +212,12 @@ impl Scenario {
         let group = self.spec.group();
         self.wait_consumed(&group, fleet, Duration::from_secs(150))
             .await?;
+        if self.spec.repartition {
+            // Input consumed is not output done: the windows run behind
+            // the repartition topic (which never drains: each checkpoint
+            // writes watermarks into it).
+            self.wait_complete(fleet, Duration::from_secs(120)).await?;
+        }
         let crashed = fleet.crashes.clone();
         self.stop(fleet).await?;
         let read_committed = self.spec.guarantee == "exactlyOnce";
@@ -201,6 +238,24 @@ impl Scenario {
             self.spec.guarantee
         );
         Ok(check)
+    }
+
+    /// Waits until every expected result is in the output (read
+    /// `read_committed` under `exactlyOnce`).
+    pub async fn wait_complete(&self, fleet: &mut Fleet, within: Duration) -> Result<()> {
+        let read_committed = self.spec.guarantee == "exactlyOnce";
+        let deadline = Deadline::new("every expected result in the output", within);
+        loop {
+            fleet.check_alive()?;
+            let check = self.check(&self.spec.output, read_committed).await?;
+            if check.missing.is_empty() {
+                return Ok(());
+            }
+            if let Err(e) = deadline.check(format!("{check}")) {
+                anyhow::bail!("{e}\n{}", fleet.log_tails(15));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Every record of `topic`, read with `read_committed` when asked.

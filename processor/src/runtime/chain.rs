@@ -24,6 +24,9 @@ pub struct Outputs {
     pub named: HashMap<Arc<str>, Box<dyn Sink>>,
     /// The dead-letter sink.
     pub dead: Option<Box<dyn Sink>>,
+    /// While set, results are kept here instead of reaching the main sinks
+    /// (a stage of a repartitioned Kafka pipeline hands them to the next).
+    pub divert: Option<Vec<Record>>,
     dead_missing_warned: bool,
 }
 
@@ -39,6 +42,7 @@ impl Outputs {
             main,
             named,
             dead,
+            divert: None,
             dead_missing_warned: false,
         }
     }
@@ -67,6 +71,10 @@ impl Outputs {
     fn write(&mut self, mut records: Vec<Record>, m: &Metrics) -> Result<(), SinkError> {
         records.retain(|r| !r.replay);
         if records.is_empty() {
+            return Ok(());
+        }
+        if let Some(kept) = &mut self.divert {
+            kept.append(&mut records);
             return Ok(());
         }
         let mut rejected = Vec::new();

@@ -145,10 +145,29 @@ pub fn build_at(
     spec: &StreamPipelineSpec,
     base: &std::path::Path,
 ) -> Result<Vec<Box<dyn Step>>, StepError> {
+    build_stage(spec, base, 0..spec.steps.len())
+}
+
+/// The steps of one stage of a repartitioned Kafka pipeline (see
+/// `connector::kafka::repartition`): the steps in `range` are built, the
+/// ones before it are [`Elsewhere`] (so indices, and the metrics that use
+/// them, stay those of the spec), the ones after it are left out.
+///
+/// # Errors
+/// As [`build_at`].
+pub fn build_stage(
+    spec: &StreamPipelineSpec,
+    base: &std::path::Path,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Box<dyn Step>>, StepError> {
     let env = crate::expr::env();
-    let mut steps: Vec<Box<dyn Step>> = Vec::with_capacity(spec.steps.len());
-    for (i, s) in spec.steps.iter().enumerate() {
+    let mut steps: Vec<Box<dyn Step>> = Vec::with_capacity(range.end);
+    for (i, s) in spec.steps.iter().enumerate().take(range.end) {
         let name = s.display_name(i);
+        if i < range.start {
+            steps.push(Box::new(Elsewhere(name)));
+            continue;
+        }
         let path = |kind: &str| format!("spec.steps[{i}].{kind}");
         let step: Box<dyn Step> = match s.kind() {
             Some(StepKind::Filter(e)) => Box::new(Filter::new(name, e, &env).map_err(
@@ -227,6 +246,20 @@ pub fn build_at(
         steps.push(step);
     }
     Ok(steps)
+}
+
+/// A step run by another stage's tasks: it holds its place in the chain.
+struct Elsewhere(String);
+
+impl Step for Elsewhere {
+    fn name(&self) -> &str {
+        &self.0
+    }
+
+    fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
+        emit.out.extend(input);
+        Ok(())
+    }
 }
 
 /// A step that compiled, boxed; or the compile error at `path`.

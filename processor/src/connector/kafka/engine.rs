@@ -31,6 +31,7 @@ use super::checkpoint::Restore;
 use super::context::KafkaConsumer;
 use super::metrics::KafkaMetrics;
 use super::postgres::PgCommit;
+use super::repartition::{self, Inbound, Stages};
 use super::sink::SharedProducer;
 use super::task::Task;
 
@@ -71,6 +72,11 @@ pub struct Engine {
     closing: bool,
     /// Set by Ctrl-C / SIGTERM: ends retries.
     stop: Arc<AtomicBool>,
+    /// The stages and their repartition topics.
+    stages: Stages,
+    /// The source's `idleTimeout`: a task without records that long tells
+    /// the next stage it is idle.
+    idle: Option<Duration>,
 }
 
 /// The parts an [`Engine`] is made of.
@@ -93,6 +99,8 @@ pub struct Parts {
     pub kafka: KafkaMetrics,
     /// The run's stop flag.
     pub stop: Arc<AtomicBool>,
+    /// The stages (one unless keyed steps are repartitioned).
+    pub stages: Stages,
 }
 
 fn fatal(e: &RdError) -> bool {
@@ -122,6 +130,8 @@ impl Engine {
             failed: None,
             closing: false,
             stop: p.stop,
+            stages: p.stages,
+            idle: src.watermark.idle_timeout.map(|d| d.0),
         }
     }
 
@@ -163,13 +173,17 @@ impl Engine {
     pub fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), RunError> {
         let topic = self.intern(msg.topic());
         let key = (topic.clone(), msg.partition());
-        let Some(task) = self.tasks.get_mut(&key) else {
-            return Ok(()); // fetched before a revocation
-        };
         let position = Position {
-            source: topic,
+            source: topic.clone(),
             partition: msg.partition(),
             offset: msg.offset(),
+        };
+        let stage = self.stages.stage_of(&topic);
+        if stage > 0 {
+            return self.on_repartitioned(&key, stage, repartition::decode(msg, position));
+        }
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return Ok(()); // fetched before a revocation
         };
         let payload = msg.payload().unwrap_or_default();
         let ts = msg.timestamp().to_millis().unwrap_or_else(now_ms);
@@ -211,7 +225,7 @@ impl Engine {
                     *self.uncommitted.entry(ts).or_insert(0) += 1;
                 }
                 if task.pending_len() >= BATCH {
-                    task.process(&mut self.outputs, &self.metrics)?;
+                    self.drive(&key, Task::process)?;
                 }
             }
             Err(mut dl) => {
@@ -229,17 +243,109 @@ impl Engine {
         Ok(())
     }
 
+    /// A message of a repartition topic: a record for the task, or an
+    /// upstream watermark that may move the task's own.
+    fn on_repartitioned(
+        &mut self,
+        key: &(Arc<str>, i32),
+        stage: usize,
+        inbound: Inbound,
+    ) -> Result<(), RunError> {
+        let Some(task) = self.tasks.get_mut(key) else {
+            return Ok(());
+        };
+        debug_assert!(self.stages.upstream(stage).is_some());
+        self.dirty = true;
+        match inbound {
+            Inbound::Record(rec, seq) => {
+                if !task.fresh(seq) {
+                    // Re-sent by an upstream task that restarted from its
+                    // last checkpoint (`atLeastOnce`): seen already.
+                    task.skip(rec.position.offset);
+                    return Ok(());
+                }
+                task.add(rec);
+                if task.pending_len() >= BATCH {
+                    self.drive(key, Task::process)?;
+                }
+            }
+            Inbound::Mark(offset, from, mark) => {
+                // Every record its sender wrote before it is queued
+                // already (one partition keeps order): process them, then
+                // the watermark may move.
+                if task.note_mark(offset, from, mark).is_some() {
+                    self.drive(key, Task::process)?;
+                }
+            }
+            Inbound::Foreign(dl) => {
+                if let Some(replay) = task.skip(dl.record.position.offset) {
+                    let mut dl = *dl;
+                    dl.record.replay = replay;
+                    self.outputs.dead_letter(dl, &self.metrics)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a task. A task of a stage before the last hands what
+    /// reaches the end of its steps to the next stage's topic instead of
+    /// the sinks.
+    fn drive(
+        &mut self,
+        key: &(Arc<str>, i32),
+        f: impl FnOnce(&mut Task, &mut Outputs, &Metrics) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        let Some(task) = self.tasks.get_mut(key) else {
+            return Ok(());
+        };
+        let stage = self.stages.stage_of(&task.topic);
+        let Some((shuffle, step)) = self.stages.shuffle(stage) else {
+            return f(task, &mut self.outputs, &self.metrics);
+        };
+        self.outputs.divert = Some(Vec::new());
+        let result = f(task, &mut self.outputs, &self.metrics);
+        let records = self.outputs.divert.take().unwrap_or_default();
+        result?;
+        let id = task.id();
+        let source = (stage == 0).then_some((id.as_str(), &*task.topic, task.partition));
+        for d in shuffle.write(&records, step, source)? {
+            self.outputs.dead_letter(d, &self.metrics)?;
+        }
+        Ok(())
+    }
+
     /// Processes every task's queued records.
     ///
     /// # Errors
     /// When a step or sink fails.
     pub fn flush_pending(&mut self) -> Result<(), RunError> {
-        for task in self.tasks.values_mut() {
-            if task.has_pending() {
-                task.process(&mut self.outputs, &self.metrics)?;
-            }
+        let keys: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.has_pending())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.drive(&key, Task::process)?;
         }
         self.publish();
+        Ok(())
+    }
+
+    /// Tells the next stage each task's watermark: every one with `all`
+    /// (a checkpoint, so a restore finds them after its low-water
+    /// offset), else the ones that changed.
+    fn tell_watermarks(&mut self, all: bool) -> Result<(), RunError> {
+        for task in self.tasks.values_mut() {
+            let stage = self.stages.stage_of(&task.topic);
+            let Some((shuffle, _)) = self.stages.shuffle(stage) else {
+                continue;
+            };
+            if let Some(mark) = task.mark_to_tell(self.idle, !all) {
+                shuffle.broadcast(&task.id(), mark)?;
+            }
+        }
         Ok(())
     }
 
@@ -248,9 +354,11 @@ impl Engine {
     /// # Errors
     /// When a step or sink fails.
     pub fn tick(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
-        for task in self.tasks.values_mut() {
-            task.tick(&mut self.outputs, &self.metrics)?;
+        let keys: Vec<_> = self.tasks.keys().cloned().collect();
+        for key in keys {
+            self.drive(&key, Task::tick)?;
         }
+        self.tell_watermarks(false)?;
         self.publish();
         self.update_lag(consumer);
         Ok(())
@@ -288,6 +396,13 @@ impl Engine {
     /// producer, a step failure).
     pub fn checkpoint(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
         self.flush_pending()?;
+        // Every checkpoint tells the next stage each task's watermark, so
+        // a downstream task restoring from after the last change still
+        // hears it: a repartitioned pipeline always has something to commit.
+        if self.stages.repartitioned() {
+            self.tell_watermarks(true)?;
+            self.dirty = true;
+        }
         if !self.dirty {
             return Ok(());
         }
@@ -444,7 +559,11 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<bool, RunError> {
-        if let Err(e) = self.outputs.flush(&self.metrics) {
+        if let Err(e) = self
+            .outputs
+            .flush(&self.metrics)
+            .and_then(|()| self.stages.flush())
+        {
             tracing::warn!(error = %e, "a sink failed to acknowledge; rewinding every task to the last checkpoint (output may repeat)");
             self.rewind(consumer)?;
             return Ok(false);
@@ -543,8 +662,14 @@ impl Engine {
         if restore.replay_until > restore.seek.unwrap_or(i64::MAX) {
             tracing::info!(%topic, partition, from = restore.seek, to = restore.replay_until, "restoring state by replay");
         }
-        let steps = step::build(&self.spec)?;
-        let task = Task::new(topic.clone(), partition, steps, restore, self.bound);
+        let stage = self.stages.stage_of(&topic);
+        let range = self.stages.range(stage);
+        let from = range.start;
+        let steps = step::build_stage(&self.spec, std::path::Path::new("."), range)?;
+        let mut task = Task::new(topic.clone(), partition, steps, restore, self.bound);
+        if let Some(upstream) = self.stages.upstream(stage) {
+            task = task.behind_repartition(from, upstream);
+        }
         self.tasks.insert((topic, partition), task);
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! - `sink`: the Kafka sink and dead-letter sink.
 //! - `metrics`: lag, rebalances, checkpoint duration, aborts.
 //! - `plain`: a topic read without a group, as the `with` side of a join.
+//! - `repartition`: internal topics re-keying records between stages.
 //!
 //! # Guarantees
 //! `exactlyOnce`: every `checkpoint.interval` one Kafka transaction holds the
@@ -28,10 +29,11 @@
 //! flushes (every delivery acknowledged), then the offsets commit. A crash
 //! between the two repeats output.
 //!
-//! # Caveats
-//! State is per input partition: a `keyBy` (window, dedupe) sees the keys
-//! of its partition only, so records must be keyed by their producer on
-//! the same key (no repartition topic yet). See `docs/kafka.md`.
+//! # Repartitioning
+//! State is per task (input partition). A keyed step whose key is not the
+//! input's declared partitioning (`partitionedBy`) reads from an internal
+//! repartition topic its records were re-keyed into (`repartition`), so
+//! each key's state lives in exactly one task. See `docs/kafka.md`.
 
 mod checkpoint;
 mod config;
@@ -41,6 +43,7 @@ mod metrics;
 mod outputs;
 pub mod plain;
 mod postgres;
+mod repartition;
 mod sink;
 mod task;
 
@@ -146,6 +149,15 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     let mut opener = SinkOpener::new(&spec, &p.base, txn.clone(), pg_writer, limit);
     let outputs = p.open_outputs_with(&mut |s, name| opener.open(s, name))?;
     let decoder = Decoder::new(&spec.source)?;
+    let admin = config::producer(&src.brokers, src.auth.as_ref(), None, interval)?;
+    let shuffle_producer = || match &txn {
+        Some(t) => Ok(t.clone()),
+        None => ProducerHandle::create(admin.clone()).map_err(|e| e.to_string()),
+    };
+    let stages = repartition::stages(&spec, &group, &admin, shuffle_producer, limit)
+        .map_err(RunError::SourceFailed)?;
+    let mut topics: Vec<String> = src.topics.clone();
+    topics.extend(stages.topics().map(str::to_owned));
     let engine = Engine::new(Parts {
         spec: spec.clone(),
         decoder,
@@ -156,14 +168,15 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         metrics: p.metrics.clone(),
         kafka: kafka_metrics,
         stop: p.stop_handle(),
+        stages,
     });
     let cfg = config::consumer(&src, &group, &instance)?;
     let consumer: KafkaConsumer = cfg
         .create_with_context(Ctx::new(engine))
         .map_err(KafkaError::Client)?;
-    let topics: Vec<&str> = src.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(KafkaError::Client)?;
-    tracing::info!(%group, %instance, topics = ?src.topics, guarantee = ?spec.guarantee, "consuming");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).map_err(KafkaError::Client)?;
+    tracing::info!(%group, %instance, topics = ?topics, guarantee = ?spec.guarantee, "consuming");
     p.metrics.ready.store(true, Ordering::Relaxed);
     p.metrics.init_steps(
         crate::step::build(&spec)?

@@ -196,6 +196,28 @@ impl KafkaSink {
     }
 }
 
+/// Waits until every record sent is acknowledged, then reports the
+/// deliveries that failed since `seen` (and moves `seen` past them), so a
+/// checkpoint never commits past a lost record.
+///
+/// # Errors
+/// What failed, in words.
+pub fn flush_checked(producer: &Client, seen: &mut u64) -> Result<(), String> {
+    producer
+        .flush(FLUSH_TIMEOUT)
+        .map_err(|e| format!("flushing: {e}"))?;
+    let failed = producer.context().failed();
+    if failed > *seen {
+        let n = failed - *seen;
+        *seen = failed;
+        return Err(format!(
+            "{n} record(s) could not be delivered: {}",
+            producer.context().last_error().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
 fn headers_of(pairs: &[(String, String)]) -> Option<OwnedHeaders> {
     if pairs.is_empty() {
         return None;
@@ -284,20 +306,7 @@ impl Sink for KafkaSink {
         if self.transactional {
             return Ok(());
         }
-        let producer = self.producer.get();
-        producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(|e| self.err(format!("flushing: {e}")))?;
-        let failed = producer.context().failed();
-        if failed > self.failures_seen {
-            let n = failed - self.failures_seen;
-            self.failures_seen = failed;
-            return Err(self.err(format!(
-                "{n} record(s) could not be delivered: {}",
-                producer.context().last_error().unwrap_or_default()
-            )));
-        }
-        Ok(())
+        flush_checked(&self.producer.get(), &mut self.failures_seen).map_err(|e| self.err(e))
     }
 
     fn take_rejected(&mut self) -> Vec<DeadLetter> {

@@ -11,6 +11,7 @@ use crate::step::Step;
 use crate::{RunError, source};
 
 use super::checkpoint::{self, Meta, Restore};
+use super::repartition::{Mark, Upstream};
 
 /// One input partition's processing.
 pub struct Task {
@@ -32,6 +33,16 @@ pub struct Task {
     pending: Vec<Record>,
     /// When the oldest pending record was read (the latency histogram).
     pending_since: Option<std::time::Instant>,
+    /// The first step this task runs (a later stage of a repartitioned
+    /// pipeline starts behind its repartition topic).
+    from: usize,
+    /// Behind a repartition topic: the upstream tasks' watermarks, whose
+    /// minimum is this task's watermark.
+    upstream: Option<Upstream>,
+    /// When the last record arrived (idleness).
+    last_input: std::time::Instant,
+    /// The watermark last told to the next stage.
+    told: Option<Mark>,
 }
 
 impl Task {
@@ -60,7 +71,71 @@ impl Task {
             primed: restore.wm == i64::MIN,
             pending: Vec::new(),
             pending_since: None,
+            from: 0,
+            upstream: None,
+            last_input: std::time::Instant::now(),
+            told: None,
         }
+    }
+
+    /// This task runs the steps from `from` on, reading a repartition
+    /// topic written by `upstream` tasks.
+    #[must_use]
+    pub fn behind_repartition(mut self, from: usize, upstream: usize) -> Self {
+        self.from = from;
+        self.upstream = Some(Upstream::new(upstream));
+        self
+    }
+
+    /// The `topic:partition` naming this task to the next stage.
+    #[must_use]
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.topic, self.partition)
+    }
+
+    /// Notes an upstream watermark read at `offset` (a control record of
+    /// a repartition topic); `None` for a stale fetch.
+    pub fn note_mark(&mut self, offset: i64, from: std::sync::Arc<str>, mark: Mark) -> Option<()> {
+        if offset < self.next {
+            return None;
+        }
+        self.next = offset + 1;
+        if let Some(u) = &mut self.upstream {
+            u.note(from, mark);
+        }
+        Some(())
+    }
+
+    /// Whether a re-keyed record from `seq` is new (see
+    /// `repartition::Upstream::fresh`); records without one always are.
+    pub fn fresh(&mut self, seq: Option<super::repartition::Seq>) -> bool {
+        match (seq, &mut self.upstream) {
+            (Some(seq), Some(u)) => u.fresh(seq),
+            _ => true,
+        }
+    }
+
+    /// The watermark to tell the next stage: `Idle` after `idle` without a
+    /// record, else the watermark once there is one. With `changed_only`,
+    /// `None` when it is what was told last.
+    pub fn mark_to_tell(
+        &mut self,
+        idle: Option<std::time::Duration>,
+        changed_only: bool,
+    ) -> Option<Mark> {
+        let now = if idle.is_some_and(|d| self.pending.is_empty() && self.last_input.elapsed() >= d)
+        {
+            Mark::Idle
+        } else if self.wm == i64::MIN {
+            return None;
+        } else {
+            Mark::At(self.wm)
+        };
+        if changed_only && self.told == Some(now) {
+            return None;
+        }
+        self.told = Some(now);
+        Some(now)
     }
 
     /// Whether the task is still rebuilding state below its committed position.
@@ -92,6 +167,7 @@ impl Task {
         rec.replay = offset < self.replay_until;
         self.max_ts = self.max_ts.max(rec.event_time);
         let replay = rec.replay;
+        self.last_input = std::time::Instant::now();
         if self.pending.is_empty() {
             self.pending_since = Some(std::time::Instant::now());
         }
@@ -134,15 +210,15 @@ impl Task {
         }
         if !self.pending.is_empty() {
             let batch = std::mem::take(&mut self.pending);
-            chain::push(&mut self.steps, 0, batch, out, m)?;
+            chain::push(&mut self.steps, self.from, batch, out, m)?;
         }
         if let Some(since) = self.pending_since.take() {
             m.latency.record(since.elapsed());
         }
-        let wm = if self.max_ts == i64::MIN {
-            i64::MIN
-        } else {
-            self.max_ts.saturating_sub(self.bound)
+        let wm = match &self.upstream {
+            Some(u) => u.watermark().unwrap_or(i64::MIN),
+            None if self.max_ts == i64::MIN => i64::MIN,
+            None => self.max_ts.saturating_sub(self.bound),
         };
         if wm > self.wm {
             self.wm = wm;
