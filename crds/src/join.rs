@@ -63,9 +63,11 @@ pub struct JoinStep {
     "(has(self.kafka) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.generator) ? 1 : 0) == 1"
 ).message("exactly one kind must be set: kafka, file or generator"))]
 pub struct JoinSource {
-    /// A Kafka topic, read as a plain consumer (every partition, no
-    /// consumer group, at-least-once). Only with a main source that is not
-    /// Kafka.
+    /// A Kafka topic. With a main source that is not Kafka: read as a
+    /// plain consumer (every partition, no consumer group, at-least-once).
+    /// After a Kafka main source: a topic of the same cluster, read by the
+    /// pipeline's consumer group and re-keyed with the main side through a
+    /// repartition topic (see `docs/joins.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<JoinKafka>,
     /// A file of JSON lines (or text lines); bounded. Relative paths are
@@ -84,16 +86,19 @@ pub struct JoinSource {
     pub event_time: Option<EventTimeSpec>,
 }
 
-/// A Kafka topic as the second input of a join: every partition is
-/// assigned and read from `startFrom`; nothing is committed, so each run
-/// reads from `startFrom` again (see `docs/joins.md`).
+/// A Kafka topic as the second input of a join. With a main source that
+/// is not Kafka, every partition is assigned and read from `startFrom`;
+/// nothing is committed, so each run reads from `startFrom` again. After a
+/// Kafka main source, its partitions are tasks of the pipeline's consumer
+/// group like the source's, committed with them; `startFrom` applies when
+/// the group has no offset yet (see `docs/joins.md`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinKafka {
     /// Topic name.
     pub topic: String,
-    /// Bootstrap servers, comma separated (`kafka:9092`); required, as the
-    /// main source is not Kafka.
+    /// Bootstrap servers, comma separated (`kafka:9092`); required unless
+    /// the main source is Kafka (then they are its brokers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brokers: Option<String>,
     /// `earliest` (default: the oldest retained record) or `latest` (only

@@ -106,8 +106,11 @@ impl StreamPipelineSpec {
         let mut current = (!declared.is_empty()).then_some(declared);
         let mut out = Vec::new();
         for (at, step) in self.steps.iter().enumerate() {
+            // A join always re-keys: its `with` topic is co-partitioned
+            // with the main side only by going through the same topic.
+            let join = step.join.is_some();
             if let Some(key) = step.state_key()
-                && current.as_ref() != Some(&key)
+                && (join || current.as_ref() != Some(&key))
             {
                 out.push(Repartition {
                     at,
@@ -222,6 +225,21 @@ mod tests {
         assert!(!reads("event.user", "username"));
         assert!(!reads("prevent.user", "user"), "another variable");
         assert!(reads("size(event.tags) + event.user", "user"));
+    }
+
+    #[test]
+    fn a_join_always_re_keys_even_on_the_declared_partitioning() {
+        let s = with(
+            ", partitionedBy: [event.k]",
+            "  - join: {with: {kafka: {topic: pay}}, on: {left: event.k, right: other.k}, within: 1s}\n",
+        );
+        assert_eq!(
+            s.repartitions(),
+            vec![Repartition {
+                at: 0,
+                key: vec!["event.k".into()]
+            }]
+        );
     }
 
     #[test]

@@ -10,10 +10,8 @@ pub(super) fn validate_join(
     spec: &StreamPipelineSpec,
     errs: &mut Errors,
 ) {
-    if spec.source.kafka.is_some() {
-        // The Kafka engine runs one task per partition; a second input
-        // would have to be co-partitioned with the first (see docs/joins.md).
-        errs.push(path, not_supported("join with a kafka source") + "; join is not supported yet with a kafka source: its per-partition tasks would need both inputs co-partitioned by the join key (a repartition topic), which is not built; use a file, generator or stdin main source (the `with` side may be kafka)");
+    if let Some(main) = &spec.source.kafka {
+        validate_kafka_main(j, path, main, errs);
     }
     check_into(&j.on.left, &format!("{path}.on.left"), &["event"], errs);
     check_into(&j.on.right, &format!("{path}.on.right"), &["other"], errs);
@@ -42,7 +40,7 @@ pub(super) fn validate_join(
         if k.topic.trim().is_empty() {
             errs.push(format!("{with}.kafka.topic"), "must not be empty");
         }
-        if k.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        if spec.source.kafka.is_none() && k.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
             errs.push(
                 format!("{with}.kafka.brokers"),
                 "required: the main source is not kafka, so there are no brokers to default to",
@@ -86,6 +84,48 @@ pub(super) fn validate_join(
         errs.push(
             format!("{with}.format.type"),
             not_supported("avro for a join input") + "; use json or text",
+        );
+    }
+}
+
+/// After a Kafka main source, both inputs are read by the pipeline's
+/// consumer group and re-keyed into one repartition topic by the join key
+/// (see `docs/joins.md`), so the `with` side must be a topic of the same
+/// cluster, reached the same way.
+fn validate_kafka_main(j: &JoinStep, path: &str, main: &crate::KafkaSource, errs: &mut Errors) {
+    let with = format!("{path}.with");
+    let Some(k) = &j.with.kafka else {
+        errs.push(
+            &with,
+            not_supported("a file or generator join side with a kafka main source")
+                + "; after a kafka source the with side must be a kafka topic of the same cluster: both are read by the consumer group and re-keyed by the join key into one repartition topic, which a file or generator cannot be",
+        );
+        return;
+    };
+    if let Some(b) = &k.brokers
+        && b.trim() != main.brokers.trim()
+    {
+        errs.push(
+            format!("{with}.kafka.brokers"),
+            format!(
+                "must be the main source's brokers ({}) or unset: the with topic is read by the pipeline's consumer group",
+                main.brokers
+            ),
+        );
+    }
+    if k.auth.is_some() && k.auth != main.auth {
+        errs.push(
+            format!("{with}.kafka.auth"),
+            "must be spec.source.kafka.auth or unset: the with topic is read by the pipeline's consumer group, with the source's credentials",
+        );
+    }
+    if main.topics.iter().any(|t| t == &k.topic) {
+        errs.push(
+            format!("{with}.kafka.topic"),
+            format!(
+                "{} is also a main source topic; a self-join is not supported: read it once and split it with filters",
+                k.topic
+            ),
         );
     }
 }
@@ -181,24 +221,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_kafka_main_source_is_refused_as_not_supported() {
-        let p = "spec.steps[0].join";
-        let kafka_source = format!(
+    fn kafka_main(join: &str) -> Vec<String> {
+        let yaml = format!(
             "source:\n  kafka: {{brokers: 'k:9092', topics: [orders]}}\nsinks: [{{name: out, stdout: {{}}}}]\n{}",
-            step(GOOD)
+            step(join)
         );
-        let spec = crate::load_pipeline(&kafka_source).expect("parses").spec;
-        let errs: Vec<String> = crate::validate(&spec)
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let spec = crate::load_pipeline(&yaml).expect("parses").spec;
+        crate::validate(&spec).map_or_else(
+            |e| e.iter().map(ToString::to_string).collect(),
+            |()| Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_kafka_main_source_joins_a_topic_of_its_cluster() {
+        let ok = kafka_main(
+            "{with: {kafka: {topic: payments}}, type: full, on: {left: event.k, right: other.k}, within: 30s}",
+        );
+        assert!(ok.is_empty(), "{ok:#?}");
+        let same = kafka_main(
+            "{with: {kafka: {topic: payments, brokers: 'k:9092'}}, on: {left: event.k, right: other.k}, within: 30s}",
+        );
+        assert!(same.is_empty(), "{same:#?}");
+    }
+
+    #[test]
+    fn a_kafka_main_source_refuses_other_sides_clusters_and_self_joins() {
+        let p = "spec.steps[0].join.with";
+        let file = kafka_main(GOOD);
         assert!(
-            errs.iter().any(|e| e.starts_with(&format!("{p}: "))
-                && e.contains("not supported yet with a kafka source")
-                && e.contains("co-partitioned")),
-            "{errs:#?}"
+            file.iter()
+                .any(|e| e.starts_with(&format!("{p}: ")) && e.contains("same cluster")),
+            "{file:#?}"
         );
+        let other = kafka_main(
+            "{with: {kafka: {topic: orders, brokers: 'elsewhere:9092', auth: {tls: {}}}}, on: {left: event.k, right: other.k}, within: 30s}",
+        );
+        for field in ["kafka.brokers", "kafka.auth", "kafka.topic"] {
+            assert!(
+                other
+                    .iter()
+                    .any(|e| e.starts_with(&format!("{p}.{field}: "))),
+                "{field}: {other:#?}"
+            );
+        }
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 pub use metrics::{LatencyHistogram, Metrics};
 pub use progress::Progress;
 pub use serve::serve;
+pub use sides::side_spec;
 
 use tributary_crds::{LateEvents, StreamPipelineSpec};
 

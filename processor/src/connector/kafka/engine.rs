@@ -31,7 +31,7 @@ use super::checkpoint::Restore;
 use super::context::KafkaConsumer;
 use super::metrics::KafkaMetrics;
 use super::postgres::PgCommit;
-use super::repartition::{self, Inbound, Stages};
+use super::repartition::{self, Inbound, Role, Stages};
 use super::sink::SharedProducer;
 use super::task::Task;
 
@@ -178,10 +178,16 @@ impl Engine {
             partition: msg.partition(),
             offset: msg.offset(),
         };
-        let stage = self.stages.stage_of(&topic);
-        if stage > 0 {
-            return self.on_repartitioned(&key, stage, repartition::decode(msg, position));
-        }
+        let decoder = match self.stages.role(&topic) {
+            Role::Stage(0) => &self.decoder,
+            Role::Stage(stage) => {
+                return self.on_repartitioned(&key, stage, repartition::decode(msg, position));
+            }
+            Role::Side(i) => match self.stages.side(i) {
+                Some(side) => &side.decoder,
+                None => return Ok(()),
+            },
+        };
         let Some(task) = self.tasks.get_mut(&key) else {
             return Ok(()); // fetched before a revocation
         };
@@ -205,7 +211,7 @@ impl Engine {
                 rec,
             )))
         } else {
-            self.decoder.decode_at(payload, position, ts)
+            decoder.decode_at(payload, position, ts)
         };
         self.dirty = true;
         match decoded {
@@ -257,14 +263,18 @@ impl Engine {
         debug_assert!(self.stages.upstream(stage).is_some());
         self.dirty = true;
         match inbound {
-            Inbound::Record(rec, seq) => {
+            Inbound::Record(rec, seq, other) => {
                 if !task.fresh(seq) {
                     // Re-sent by an upstream task that restarted from its
                     // last checkpoint (`atLeastOnce`): seen already.
                     task.skip(rec.position.offset);
                     return Ok(());
                 }
-                task.add(rec);
+                if other {
+                    task.add_other(rec);
+                } else {
+                    task.add(rec);
+                }
                 if task.pending_len() >= BATCH {
                     self.drive(key, Task::process)?;
                 }
@@ -299,8 +309,7 @@ impl Engine {
         let Some(task) = self.tasks.get_mut(key) else {
             return Ok(());
         };
-        let stage = self.stages.stage_of(&task.topic);
-        let Some((shuffle, step)) = self.stages.shuffle(stage) else {
+        let Some((shuffle, step, outside)) = self.stages.writer(&task.topic) else {
             return f(task, &mut self.outputs, &self.metrics);
         };
         self.outputs.divert = Some(Vec::new());
@@ -308,7 +317,7 @@ impl Engine {
         let records = self.outputs.divert.take().unwrap_or_default();
         result?;
         let id = task.id();
-        let source = (stage == 0).then_some((id.as_str(), &*task.topic, task.partition));
+        let source = outside.then_some((id.as_str(), &*task.topic, task.partition));
         for d in shuffle.write(&records, step, source)? {
             self.outputs.dead_letter(d, &self.metrics)?;
         }
@@ -338,8 +347,7 @@ impl Engine {
     /// offset), else the ones that changed.
     fn tell_watermarks(&mut self, all: bool) -> Result<(), RunError> {
         for task in self.tasks.values_mut() {
-            let stage = self.stages.stage_of(&task.topic);
-            let Some((shuffle, _)) = self.stages.shuffle(stage) else {
+            let Some((shuffle, _, _)) = self.stages.writer(&task.topic) else {
                 continue;
             };
             if let Some(mark) = task.mark_to_tell(self.idle, !all) {
@@ -662,20 +670,36 @@ impl Engine {
         if restore.replay_until > restore.seek.unwrap_or(i64::MAX) {
             tracing::info!(%topic, partition, from = restore.seek, to = restore.replay_until, "restoring state by replay");
         }
-        let stage = self.stages.stage_of(&topic);
-        let range = self.stages.range(stage);
-        let from = range.start;
-        let steps = step::build_stage(&self.spec, std::path::Path::new("."), range)?;
-        let mut task = Task::new(topic.clone(), partition, steps, restore, self.bound);
-        if let Some(upstream) = self.stages.upstream(stage) {
-            task = task.behind_repartition(from, upstream);
-        }
+        let task = match self.stages.role(&topic) {
+            // A join's `with` topic: no steps, its records go to the join.
+            Role::Side(_) => Task::new(topic.clone(), partition, Vec::new(), restore, self.bound),
+            Role::Stage(stage) => {
+                let range = self.stages.range(stage);
+                let from = range.start;
+                let steps = step::build_stage(&self.spec, std::path::Path::new("."), range)?;
+                let task = Task::new(topic.clone(), partition, steps, restore, self.bound);
+                match self.stages.upstream(stage) {
+                    Some(upstream) => task.behind_repartition(from, upstream),
+                    None => task,
+                }
+            }
+        };
         self.tasks.insert((topic, partition), task);
         Ok(())
     }
 
-    fn start_offset(&self, restore: &Restore) -> Offset {
-        match (restore.seek, self.start_from) {
+    fn start_offset(&self, topic: &str, restore: &Restore) -> Offset {
+        let start_from = match self.stages.role(topic) {
+            Role::Side(i) => self
+                .stages
+                .side(i)
+                .map_or(self.start_from, |s| s.start_from),
+            // A repartition topic is read from its start: nothing in it
+            // is older than the pipeline.
+            Role::Stage(n) if n > 0 => StartFrom::Earliest,
+            Role::Stage(_) => self.start_from,
+        };
+        match (restore.seek, start_from) {
             (Some(o), _) => Offset::Offset(o),
             (None, StartFrom::Earliest) => Offset::Beginning,
             (None, StartFrom::Latest) => Offset::End,
@@ -690,7 +714,7 @@ impl Engine {
     ) -> Result<TopicPartitionList, RunError> {
         let mut out = TopicPartitionList::new();
         for (topic, partition, restore) in self.plans(consumer, tpl)? {
-            out.add_partition_offset(&topic, partition, self.start_offset(&restore))
+            out.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
                 .map_err(kafka_err)?;
             self.start_task(&topic, partition, restore)?;
         }
@@ -745,7 +769,7 @@ impl Engine {
         self.tasks.clear();
         let mut seek = TopicPartitionList::new();
         for (topic, partition, restore) in self.plans(consumer, &tpl)? {
-            seek.add_partition_offset(&topic, partition, self.start_offset(&restore))
+            seek.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
                 .map_err(kafka_err)?;
             self.start_task(&topic, partition, restore)?;
         }

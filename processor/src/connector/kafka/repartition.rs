@@ -46,6 +46,9 @@ const KEY_HEADER: &str = "tributary.key";
 /// input record). A downstream task drops what it has seen (an upstream
 /// task re-sending after a crash under `atLeastOnce`).
 const SEQ_HEADER: &str = "tributary.seq";
+/// Header marking a record of a join's `with` side (`right`): the task
+/// behind the repartition hands it to the join as its second input.
+const SIDE_HEADER: &str = "tributary.side";
 /// How long creating a topic or reading its metadata may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Repartition topics keep a week: a restore replays a task's partition
@@ -146,16 +149,69 @@ pub fn stages(
             .map_err(|e| format!("spec.steps[{}]: the key does not compile: {e}", c.at))?;
         let step = spec.steps[c.at].display_name(c.at);
         tracing::info!(%topic, partitions, step = %step, key = ?c.key, "re-keying through a repartition topic");
+        let mut writers = upstream;
+        let side = match spec.steps[c.at].join.as_ref() {
+            Some(join) => {
+                let with = side_input(
+                    spec, join, &client, &topic, partitions, &producer, max_bytes, &step,
+                )?;
+                writers +=
+                    usize::try_from(partition_count(client.inner(), &with.topic)?).unwrap_or(0);
+                Some(with)
+            }
+            None => None,
+        };
         out.push(Cut {
             at: c.at,
             topic: topic.clone(),
-            upstream,
+            upstream: writers,
             shuffle: Shuffle::new(topic, partitions, key, producer.clone(), max_bytes),
             step,
+            side,
         });
         upstream = usize::try_from(partitions).unwrap_or(0);
     }
     Ok(Stages::new(spec.steps.len(), out))
+}
+
+/// The `with` topic of `join`, re-keyed by `on.right` into `topic`.
+#[allow(clippy::too_many_arguments)]
+fn side_input(
+    spec: &tributary_crds::StreamPipelineSpec,
+    join: &tributary_crds::JoinStep,
+    client: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+    producer: &SharedProducer,
+    max_bytes: usize,
+    step: &str,
+) -> Result<SideInput, String> {
+    let Some(k) = &join.with.kafka else {
+        return Err(format!(
+            "{step}: after a kafka source a join's with side must be a kafka topic"
+        ));
+    };
+    // Fails early, naming the topic, when it does not exist.
+    partition_count(client.inner(), &k.topic)?;
+    let decoder = crate::source::Decoder::new(&crate::runtime::side_spec(&spec.source, &join.with))
+        .map_err(|e| format!("{step}.with: {e}"))?;
+    let key = Expr::compile_as(&join.on.right, &crate::expr::env(), "other")
+        .map_err(|e| format!("{step}: on.right does not compile: {e}"))?;
+    let shuffle = Shuffle::new(
+        topic.to_owned(),
+        partitions,
+        vec![key],
+        producer.clone(),
+        max_bytes,
+    )
+    .for_other_side();
+    tracing::info!(with = %k.topic, into = %topic, "the join's with topic is read by the group and re-keyed by on.right");
+    Ok(SideInput {
+        topic: Arc::from(k.topic.as_str()),
+        decoder,
+        start_from: k.start_from,
+        shuffle: (shuffle, step.to_owned()),
+    })
 }
 
 /// The number of partitions of `topic`, waiting for a new topic's metadata.
@@ -199,6 +255,31 @@ pub struct Stages {
     /// Per stage `s` before the last (at `s`): the writer into the next
     /// stage's topic, and the name of the step it feeds (dead letters).
     shuffles: Vec<(Shuffle, String)>,
+    /// The `with` topics of joins.
+    sides: Vec<SideInput>,
+}
+
+/// A join's `with` topic after a Kafka main source: its partitions are
+/// tasks of the group without steps, whose records are re-keyed by
+/// `on.right` into the join's repartition topic.
+pub struct SideInput {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// Its decoder (`with.format`, `with.eventTime`).
+    pub decoder: crate::source::Decoder,
+    /// Where a partition without a committed offset starts.
+    pub start_from: tributary_crds::StartFrom,
+    /// The writer into the join's topic, and the join's name.
+    pub shuffle: (Shuffle, String),
+}
+
+/// What reads a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A source topic or a repartition topic: the tasks of stage `n`.
+    Stage(usize),
+    /// The `with` topic `n` of a join.
+    Side(usize),
 }
 
 /// One repartition as `run` set it up.
@@ -213,6 +294,8 @@ pub struct Cut {
     pub shuffle: Shuffle,
     /// The name of step `at`.
     pub step: String,
+    /// The join's `with` topic, when step `at` is a join.
+    pub side: Option<SideInput>,
 }
 
 impl Stages {
@@ -222,18 +305,52 @@ impl Stages {
         let mut ranges = Vec::with_capacity(cuts.len() + 1);
         let mut inputs = Vec::with_capacity(cuts.len());
         let mut shuffles = Vec::with_capacity(cuts.len());
+        let mut sides = Vec::new();
         let mut start = 0;
         for c in cuts {
             ranges.push(start..c.at);
             start = c.at;
             inputs.push((Arc::from(c.topic.as_str()), c.upstream));
             shuffles.push((c.shuffle, c.step));
+            sides.extend(c.side);
         }
         ranges.push(start..steps);
         Self {
             ranges,
             inputs,
             shuffles,
+            sides,
+        }
+    }
+
+    /// What reads `topic`.
+    #[must_use]
+    pub fn role(&self, topic: &str) -> Role {
+        match self.sides.iter().position(|s| &*s.topic == topic) {
+            Some(i) => Role::Side(i),
+            None => Role::Stage(self.stage_of(topic)),
+        }
+    }
+
+    /// The `with` topic `i`.
+    #[must_use]
+    pub fn side(&self, i: usize) -> Option<&SideInput> {
+        self.sides.get(i)
+    }
+
+    /// The writer out of the tasks reading `topic`, the step it feeds, and
+    /// whether they read a topic outside the pipeline (their records carry
+    /// their place: see `SEQ_HEADER`); `None` for the last stage.
+    pub fn writer(&mut self, topic: &str) -> Option<(&mut Shuffle, &str, bool)> {
+        match self.role(topic) {
+            Role::Side(i) => self
+                .sides
+                .get_mut(i)
+                .map(|s| (&mut s.shuffle.0, s.shuffle.1.as_str(), true)),
+            Role::Stage(n) => self
+                .shuffles
+                .get_mut(n)
+                .map(|(w, step)| (w, step.as_str(), n == 0)),
         }
     }
 
@@ -266,14 +383,13 @@ impl Stages {
             .map(|(_, n)| *n)
     }
 
-    /// The writer out of stage `s`, and the step it feeds; `None` for the last.
-    pub fn shuffle(&mut self, s: usize) -> Option<&mut (Shuffle, String)> {
-        self.shuffles.get_mut(s)
-    }
-
-    /// The repartition topics.
+    /// The topics the group reads besides the source's: repartition
+    /// topics and joins' `with` topics.
     pub fn topics(&self) -> impl Iterator<Item = &str> {
-        self.inputs.iter().map(|(t, _)| &**t)
+        self.inputs
+            .iter()
+            .map(|(t, _)| &**t)
+            .chain(self.sides.iter().map(|s| &*s.topic))
     }
 
     /// Waits for every repartition write (`atLeastOnce`).
@@ -281,7 +397,11 @@ impl Stages {
     /// # Errors
     /// When a flush fails.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.shuffles.iter_mut().try_for_each(|(s, _)| s.flush())
+        self.shuffles
+            .iter_mut()
+            .map(|(s, _)| s)
+            .chain(self.sides.iter_mut().map(|s| &mut s.shuffle.0))
+            .try_for_each(Shuffle::flush)
     }
 }
 
@@ -304,6 +424,8 @@ pub struct Shuffle {
     buf: Vec<u8>,
     /// Delivery failures already reported.
     failures_seen: u64,
+    /// It writes a join's `with` side.
+    other: bool,
 }
 
 impl Shuffle {
@@ -324,6 +446,17 @@ impl Shuffle {
             max_bytes,
             buf: Vec::with_capacity(1024),
             failures_seen: 0,
+            other: false,
+        }
+    }
+
+    /// The same writer for a join's `with` side: its records are marked so
+    /// the join takes them as its second input.
+    #[must_use]
+    pub fn for_other_side(self) -> Self {
+        Self {
+            other: true,
+            ..self
         }
     }
 
@@ -385,6 +518,12 @@ impl Shuffle {
                 h = h.insert(Header {
                     key: KEY_HEADER,
                     value: Some(k.as_bytes()),
+                });
+            }
+            if self.other {
+                h = h.insert(Header {
+                    key: SIDE_HEADER,
+                    value: Some(b"right"),
                 });
             }
             if let Some((id, topic, partition)) = source
@@ -489,8 +628,9 @@ pub type Seq = (Arc<str>, (i64, u32));
 
 /// What a message of a repartition topic holds.
 pub enum Inbound {
-    /// A re-keyed record, with its origin when it was read from a source.
-    Record(Record, Option<Seq>),
+    /// A re-keyed record, with its origin when it was read from a source,
+    /// and whether it is a join's `with` side.
+    Record(Record, Option<Seq>, bool),
     /// An upstream task's watermark, read at an offset.
     Mark(i64, Arc<str>, Mark),
     /// Bytes that are not ours (written by someone else): a dead letter.
@@ -503,6 +643,7 @@ pub fn decode(msg: &BorrowedMessage<'_>, position: Position) -> Inbound {
     let mut headers = Vec::new();
     let mut key = None;
     let mut seq = None;
+    let mut other = false;
     if let Some(hs) = msg.headers() {
         for h in hs.iter() {
             let v = h.value.map(String::from_utf8_lossy).unwrap_or_default();
@@ -514,6 +655,7 @@ pub fn decode(msg: &BorrowedMessage<'_>, position: Position) -> Inbound {
                 }
                 KEY_HEADER => key = Some(Arc::from(v.as_ref())),
                 SEQ_HEADER => seq = parse_seq(&v),
+                SIDE_HEADER => other = true,
                 _ => headers.push((h.key.to_owned(), v.into_owned())),
             }
         }
@@ -531,6 +673,7 @@ pub fn decode(msg: &BorrowedMessage<'_>, position: Position) -> Inbound {
                 replay: false,
             },
             seq,
+            other,
         ),
         Err(e) => {
             let raw = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();

@@ -31,6 +31,8 @@ pub struct Task {
     /// Whether the steps have seen the restored watermark.
     primed: bool,
     pending: Vec<Record>,
+    /// Records of a join's `with` side, for the first step's second input.
+    pending_other: Vec<Record>,
     /// When the oldest pending record was read (the latency histogram).
     pending_since: Option<std::time::Instant>,
     /// The first step this task runs (a later stage of a repartitioned
@@ -70,6 +72,7 @@ impl Task {
             wm: restore.wm,
             primed: restore.wm == i64::MIN,
             pending: Vec::new(),
+            pending_other: Vec::new(),
             pending_since: None,
             from: 0,
             upstream: None,
@@ -123,8 +126,7 @@ impl Task {
         idle: Option<std::time::Duration>,
         changed_only: bool,
     ) -> Option<Mark> {
-        let now = if idle.is_some_and(|d| self.pending.is_empty() && self.last_input.elapsed() >= d)
-        {
+        let now = if idle.is_some_and(|d| !self.has_pending() && self.last_input.elapsed() >= d) {
             Mark::Idle
         } else if self.wm == i64::MIN {
             return None;
@@ -158,7 +160,17 @@ impl Task {
 
     /// Queues a record read at `offset`; returns whether it is a replay.
     /// Records below the position are stale fetches and ignored.
-    pub fn add(&mut self, mut rec: Record) -> Option<bool> {
+    pub fn add(&mut self, rec: Record) -> Option<bool> {
+        self.add_to(rec, false)
+    }
+
+    /// As [`add`](Self::add), for a join's `with` side (behind a
+    /// repartition topic): the first step takes it as its second input.
+    pub fn add_other(&mut self, rec: Record) -> Option<bool> {
+        self.add_to(rec, true)
+    }
+
+    fn add_to(&mut self, mut rec: Record, other: bool) -> Option<bool> {
         let offset = rec.position.offset;
         if offset < self.next {
             return None;
@@ -168,10 +180,14 @@ impl Task {
         self.max_ts = self.max_ts.max(rec.event_time);
         let replay = rec.replay;
         self.last_input = std::time::Instant::now();
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             self.pending_since = Some(std::time::Instant::now());
         }
-        self.pending.push(rec);
+        if other {
+            self.pending_other.push(rec);
+        } else {
+            self.pending.push(rec);
+        }
         Some(replay)
     }
 
@@ -187,13 +203,13 @@ impl Task {
     /// Records waiting for [`process`](Self::process).
     #[must_use]
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.pending_other.len()
     }
 
     /// Whether records wait for [`process`](Self::process).
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !(self.pending.is_empty() && self.pending_other.is_empty())
     }
 
     /// Runs the queued records through the steps, then advances the
@@ -211,6 +227,10 @@ impl Task {
         if !self.pending.is_empty() {
             let batch = std::mem::take(&mut self.pending);
             chain::push(&mut self.steps, self.from, batch, out, m)?;
+        }
+        if !self.pending_other.is_empty() {
+            let batch = std::mem::take(&mut self.pending_other);
+            chain::push_other(&mut self.steps, self.from, batch, out, m)?;
         }
         if let Some(since) = self.pending_since.take() {
             m.latency.record(since.elapsed());

@@ -87,8 +87,9 @@ impl Join {
                     continue;
                 }
             };
-            if rec.event_time < wm {
-                // Behind the watermark: the records it could have joined may be gone.
+            if rec.event_time < wm && !rec.replay {
+                // Behind the watermark: the records it could have joined
+                // may be gone. (A replay is taken: see `Kernel::insert`.)
                 emit.late += 1;
                 emit.dropped += 1;
             } else if key.is_null() {

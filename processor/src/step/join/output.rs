@@ -25,7 +25,9 @@ fn with_other(left: Option<&Value>, other: Value) -> Value {
 }
 
 /// A matched pair: the left record with `other` set; its event time is the
-/// later of the two, its key, headers and position the left record's.
+/// later of the two, its key, headers and position the left record's. It
+/// is a replay only when both records are: a replayed record meeting a
+/// new one makes a pair that was never output.
 #[must_use]
 pub fn joined(left: &Record, right: &Record) -> Record {
     Record {
@@ -34,7 +36,7 @@ pub fn joined(left: &Record, right: &Record) -> Record {
         headers: left.headers.clone(),
         event_time: left.event_time.max(right.event_time),
         position: left.position.clone(),
-        replay: left.replay,
+        replay: left.replay && right.replay,
     }
 }
 

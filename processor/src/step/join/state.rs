@@ -37,6 +37,19 @@ struct Held {
     rec: Record,
     matched: bool,
     seq: u64,
+    /// The smallest offset of this record and every record it paired with:
+    /// a restore must replay its partners too, or it forgets it matched.
+    low: i64,
+    /// A replayed record that had left the state before the checkpoint's
+    /// watermark: it is back only to restore its partners' `matched`, and
+    /// is never released again.
+    ghost: bool,
+}
+
+/// An offset that holds back a low-water mark (derived positions do not).
+fn offset_of(rec: &Record) -> i64 {
+    let o = rec.position.offset;
+    if o >= 0 { o } else { i64::MAX }
 }
 
 /// The records of one key, both sides.
@@ -97,15 +110,18 @@ impl Kernel {
         self.held
     }
 
-    /// The smallest source offset of a held left record (right records come
-    /// from the `with` source, whose positions nothing acknowledges).
+    /// The smallest source offset a restore must replay: of every held
+    /// record and of every record one of them paired with. Behind a Kafka
+    /// repartition topic both sides are read from one partition, so both
+    /// count; elsewhere the `with` side's offsets only make acknowledging
+    /// the main source more conservative.
     #[must_use]
     pub fn low_water(&self) -> Option<i64> {
         self.slots
             .iter()
-            .flat_map(|s| &s.left)
-            .map(|h| h.rec.position.offset)
-            .filter(|&o| o >= 0)
+            .flat_map(|s| s.left.iter().chain(&s.right))
+            .map(|h| h.low)
+            .filter(|&o| o != i64::MAX)
             .min()
     }
 
@@ -125,10 +141,13 @@ impl Kernel {
     }
 
     /// Takes `rec` of `side` with its join `key`, appending the pairs it
-    /// completes to `out`.
+    /// completes to `out`. A replayed record (a restore rebuilding state)
+    /// is always taken, as a ghost when it is too old to be held at the
+    /// watermark: its pairs with other replays are replays too.
     ///
     /// # Errors
-    /// [`Late`] when its time is below the watermark: it is not taken.
+    /// [`Late`] when a new record's time is below the watermark: it is not
+    /// taken.
     pub fn insert(
         &mut self,
         side: Side,
@@ -137,9 +156,11 @@ impl Kernel {
         out: &mut Vec<Record>,
     ) -> Result<(), Late> {
         let ts = rec.event_time;
-        if ts < self.wm {
+        if ts < self.wm && !rec.replay {
             return Err(Late);
         }
+        let ghost = ts.saturating_add(self.within) < self.wm;
+        let mut low = offset_of(&rec);
         let i = self.slot_for(key);
         let within = self.within.unsigned_abs();
         let Some(slot) = self.slots.get_mut(i) else {
@@ -157,6 +178,8 @@ impl Kernel {
                     Side::Right => output::joined(&o.rec, &rec),
                 });
                 o.matched = true;
+                o.low = o.low.min(offset_of(&rec));
+                low = low.min(o.low);
                 matched = true;
             }
         }
@@ -164,6 +187,8 @@ impl Kernel {
             rec,
             matched,
             seq: self.seq,
+            low,
+            ghost,
         };
         self.seq += 1;
         match side {
@@ -247,10 +272,18 @@ impl Kernel {
             *held = stay;
             self.held -= out.len();
             if keep {
+                // Released now, past the restored watermark: new output
+                // even when the record itself was replayed (a record whose
+                // release was committed before is behind that watermark
+                // and never held again).
                 released.extend(
                     out.into_iter()
-                        .filter(|h| !h.matched)
-                        .map(|h| (h.rec.event_time, h.seq, shape(h.rec))),
+                        .filter(|h| !(h.matched || h.ghost))
+                        .map(|h| {
+                            let mut rec = shape(h.rec);
+                            rec.replay = false;
+                            (rec.event_time, h.seq, rec)
+                        }),
                 );
             }
         }

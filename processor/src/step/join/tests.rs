@@ -193,7 +193,7 @@ fn late_records_are_dropped_and_counted() {
 }
 
 #[test]
-fn state_is_released_by_the_watermark_and_low_water_follows_left_offsets() {
+fn state_is_released_by_the_watermark_and_low_water_follows_both_sides() {
     let mut j = join("inner", "10ms");
     assert_eq!(j.low_water(), None);
     left(
@@ -201,7 +201,11 @@ fn state_is_released_by_the_watermark_and_low_water_follows_left_offsets() {
         vec![rec("l1", json!("a"), 100, 7), rec("l2", json!("b"), 200, 8)],
     );
     right(&mut j, vec![rec("r1", json!("a"), 100, 1)]);
-    assert_eq!((j.state_size(), j.low_water()), (3, Some(7)));
+    assert_eq!(
+        (j.state_size(), j.low_water()),
+        (3, Some(1)),
+        "a held right record counts (behind a repartition topic both sides share one log)"
+    );
     watermark(&mut j, 111);
     assert_eq!((j.state_size(), j.low_water()), (1, Some(8)));
     watermark(&mut j, 211);
@@ -248,4 +252,82 @@ fn in_processing_time_a_queued_record_joins_at_the_watermark() {
         shown(&right(&mut j, vec![rec("r", json!("a"), 98, 1)])),
         ["l/r@100"]
     );
+}
+
+#[test]
+fn a_replayed_record_meeting_a_new_one_is_new_output_and_so_are_releases() {
+    let replayed = |mut r: Record| {
+        r.replay = true;
+        r
+    };
+    let mut j = join("full", "1s");
+    // Both replayed: the pair was output before the checkpoint.
+    let both = feed(
+        &mut j,
+        vec![replayed(rec("l1", json!("a"), 1_000, 0))],
+        vec![replayed(rec("r1", json!("a"), 1_200, 1))],
+    );
+    assert_eq!(
+        both.out.iter().map(|r| r.replay).collect::<Vec<_>>(),
+        [true]
+    );
+    // A replayed left meeting a new right: never output before.
+    let mixed = right(&mut j, vec![rec("r2", json!("a"), 1_500, 2)]);
+    assert_eq!(shown(&mixed), ["l1/r2@1500"]);
+    assert!(!mixed.out[0].replay);
+    // A replayed left without a match, released by a later watermark.
+    left(&mut j, vec![replayed(rec("l2", json!("b"), 2_000, 3))]);
+    let released = watermark(&mut j, 10_000);
+    let lone: Vec<_> = released
+        .out
+        .iter()
+        .filter(|r| r.value["id"] == "l2")
+        .collect();
+    assert_eq!(lone.len(), 1, "{:?}", shown(&released));
+    assert!(!lone[0].replay);
+}
+
+#[test]
+fn a_restore_remembers_what_held_records_matched_and_releases_no_ghost() {
+    let replayed = |mut r: Record| {
+        r.replay = true;
+        r
+    };
+    // Before the checkpoint (watermark 2,000, within 1 s): "paired" at
+    // 1,500 met "early" at 900; "early" left the state, "paired" stayed;
+    // "alone" at 950 left unmatched (its release is committed).
+    let mut j = join("full", "1s");
+    watermark(&mut j, 2_000);
+    let replay = left(
+        &mut j,
+        vec![
+            replayed(rec("paired", json!("a"), 1_500, 5)),
+            replayed(rec("alone", json!("b"), 950, 6)),
+        ],
+    );
+    let replay_r = right(&mut j, vec![replayed(rec("early", json!("a"), 900, 4))]);
+    assert_eq!(replay.late + replay_r.late, 0, "a replay is not late");
+    assert!(replay.out.iter().chain(&replay_r.out).all(|r| r.replay));
+    // "paired" can still meet a new right record up to 2,500.
+    let pair = right(&mut j, vec![rec("r", json!("a"), 2_400, 7)]);
+    assert_eq!(shown(&pair), ["paired/r@2400"]);
+    assert!(!pair.out[0].replay);
+    // Later nothing is released: "paired" and "r" matched, "early" and
+    // "alone" are ghosts.
+    let released = watermark(&mut j, 10_000);
+    assert!(released.out.is_empty(), "{:?}", shown(&released));
+    assert_eq!(j.state_size(), 0);
+    // A new record behind the watermark is late, as before.
+    let late = left(&mut j, vec![rec("new", json!("a"), 1_500, 8)]);
+    assert_eq!(late.late, 1);
+}
+
+#[test]
+fn the_low_water_mark_covers_the_partners_of_held_records() {
+    let mut j = join("left", "100ms");
+    right(&mut j, vec![rec("r", json!("a"), 1_000, 3)]);
+    left(&mut j, vec![rec("l", json!("a"), 1_090, 9)]);
+    watermark(&mut j, 1_150);
+    // "r" left the state; "l" stays and must bring "r" back on a restore.
+    assert_eq!((j.state_size(), j.low_water()), (1, Some(3)));
 }
