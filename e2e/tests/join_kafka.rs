@@ -2,7 +2,9 @@
 //! plain consumer, and whose main source is a file: the output is checked
 //! against a nested-loop join of both inputs computed here — once through
 //! the plaintext listener, once through the SASL_SSL one (SCRAM-SHA-512,
-//! the test bed's CA, secrets from env references).
+//! the test bed's CA, secrets from env references) — and once with the
+//! topic grown from 1 to 3 partitions mid-run, the later payments written
+//! only to the new partitions, which the run must discover and read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use anyhow::{Context, Result, ensure};
 use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
 use tributary_e2e::fixture::{testbed, unique};
-use tributary_e2e::kafka::{create_topic, producer};
+use tributary_e2e::kafka::{add_partitions, create_topic, partitions, producer};
 use tributary_e2e::poll::Deadline;
 use tributary_e2e::process::{Fleet, tributary_bin};
 
@@ -78,33 +80,53 @@ fn output(path: &std::path::Path) -> BTreeMap<String, u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_joined_with_a_kafka_topic_matches_a_nested_loop_join() -> Result<()> {
-    join_through(false).await
+    join_through(false, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_side_reads_through_sasl_over_tls() -> Result<()> {
-    join_through(true).await
+    join_through(true, false).await
 }
 
-/// Runs the join with its Kafka side on the secure listener when `secure`.
-async fn join_through(secure: bool) -> Result<()> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_the_kafka_side_mid_run_are_read() -> Result<()> {
+    join_through(false, true).await
+}
+
+/// Writes `records` to `topic` (to `partition` when given, else by key).
+async fn send_all(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    records: &[Value],
+    partition: impl Fn(usize) -> Option<i32>,
+) -> Result<()> {
+    for (i, r) in records.iter().enumerate() {
+        let key = r["k"].as_str().unwrap_or_default();
+        let body = r.to_string();
+        let mut record = FutureRecord::to(topic).key(key).payload(&body);
+        if let Some(n) = partition(i) {
+            record = record.partition(n);
+        }
+        p.send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("produce {r} to {topic}"))?;
+    }
+    Ok(())
+}
+
+/// Runs the join with its Kafka side on the secure listener when `secure`;
+/// with `grow`, the topic starts with 1 partition and the second half of
+/// the payments goes to 2 partitions added once the run is under way.
+async fn join_through(secure: bool, grow: bool) -> Result<()> {
     let bed = testbed();
     let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
     let topic = unique("join-payments");
-    create_topic(&bootstrap, &topic, 3).await?;
+    create_topic(&bootstrap, &topic, if grow { 1 } else { 3 }).await?;
     let p = producer(&bootstrap)?;
     let right = payments();
-    for r in &right {
-        let key = r["k"].as_str().unwrap_or_default();
-        let body = r.to_string();
-        p.send(
-            FutureRecord::to(&topic).key(key).payload(&body),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .with_context(|| format!("produce {r} to {topic}"))?;
-    }
+    let half = if grow { right.len() / 2 } else { right.len() };
+    send_all(&p, &topic, &right[..half], |_| None).await?;
     let left = orders();
     let want = nested_loop(&left, &right);
     ensure!(want.len() > 20, "the fixture pairs too little: {want:?}");
@@ -121,7 +143,10 @@ async fn join_through(secure: bool) -> Result<()> {
     let yaml = format!(
         "apiVersion: tributary.dev/v1alpha1\nkind: StreamPipeline\nmetadata: {{name: join-kafka}}\nspec:\n  source:\n    file: {{path: orders.jsonl}}\n    eventTime: {{field: event.ts}}\n    watermark: {{maxOutOfOrderness: 1h, idleTimeout: 2s}}\n  steps:\n    - join:\n        with: {{kafka: {{topic: {topic}, brokers: '{brokers}', startFrom: earliest{auth}}}}}\n        type: inner\n        on: {{left: event.k, right: other.k}}\n        within: {WITHIN_MS}ms\n  sinks: [{{name: out, file: {{path: out.jsonl}}}}]\n"
     );
-    let mut env = vec![("RUST_LOG", "warn")];
+    let mut env = vec![
+        ("RUST_LOG", "warn"),
+        ("TRIBUTARY_PARTITION_DISCOVERY_MS", "500"),
+    ];
     if secure {
         env.extend([
             ("KAFKA_USER", bed.var("KAFKA_SCRAM_USER")?),
@@ -134,6 +159,29 @@ async fn join_through(secure: bool) -> Result<()> {
     std::fs::write(fleet.dir().join("orders.jsonl"), lines.join("\n") + "\n")?;
     let out = fleet.dir().join("out.jsonl");
     let i = fleet.add()?;
+    if grow {
+        // Once the first half is joined, grow the topic and write the
+        // rest only into the new partitions.
+        let first = nested_loop(&left, &right[..half]);
+        let deadline = Deadline::new("the pairs of the first partition", WAIT);
+        while output(&out).values().sum::<u32>() < first.values().sum::<u32>() {
+            fleet.check_alive()?;
+            deadline.check("waiting for the first half's pairs")?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        add_partitions(&bootstrap, &topic, 3).await?;
+        let deadline = Deadline::new("the new partitions in the metadata", WAIT);
+        while partitions(&bootstrap, &topic)? < 3 {
+            deadline.check("waiting for the metadata")?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // A fresh producer: the first one's metadata has one partition.
+        let p = producer(&bootstrap)?;
+        send_all(&p, &topic, &right[half..], |i| {
+            Some(1 + i32::from(i % 2 == 1))
+        })
+        .await?;
+    }
 
     // The topic never ends: wait for as many pairs as expected, then stop
     // the run (SIGTERM flushes) and compare the whole output.

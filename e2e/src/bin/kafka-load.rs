@@ -79,6 +79,11 @@ struct Args {
     /// Also run the same job with a peer engine (`kafka-streams`).
     #[arg(long)]
     peer: Option<Engine>,
+    /// Leave `partitionedBy` undeclared: the window's records go through a
+    /// repartition topic (the throughput phase then also waits for it to
+    /// be consumed).
+    #[arg(long)]
+    repartition: bool,
 }
 
 /// Who runs the job.
@@ -120,7 +125,11 @@ impl Job {
         let (name, input, output) = names;
         match engine {
             Engine::Tributary => {
-                let yaml = pipeline(name, bootstrap, input, output, guarantee, &args.checkpoint);
+                let mut yaml =
+                    pipeline(name, bootstrap, input, output, guarantee, &args.checkpoint);
+                if args.repartition {
+                    yaml = yaml.replace(", partitionedBy: [event.userId]", "");
+                }
                 let mut fleet = Fleet::new(&args.bin, &yaml, &[("RUST_LOG", "warn")])?;
                 fleet.add()?;
                 Ok(Self::Tributary(fleet))
@@ -348,6 +357,14 @@ fn clock_ticks() -> f64 {
 
 /// Records in `input`, asking again while the broker is busy (a
 /// coordinator that is still loading answers `NotCoordinator`).
+/// Whether the repartition topic in front of the window is consumed: at
+/// most two offsets behind per partition (each checkpoint writes a
+/// watermark and, under `exactlyOnce`, a commit marker into it).
+fn repartitioned(bootstrap: &str, group: &str, partitions: i32) -> bool {
+    let topic = format!("{group}-step2-repartition");
+    kafka::lag(bootstrap, group, &topic).is_ok_and(|lag| lag <= 2 * i64::from(partitions))
+}
+
 async fn input_size(bootstrap: &str, input: &str) -> Result<i64> {
     let mut attempt = 0;
     loop {
@@ -409,7 +426,13 @@ async fn throughput(
             last = (now, done);
             cpu = cpu_seconds(pid)?;
         }
-        if done >= total {
+        if done >= total && !args.repartition {
+            break;
+        }
+        if done >= total && repartitioned(bootstrap, &name, args.partitions) {
+            // The window's stage finished too: that is the end.
+            cpu = cpu_seconds(pid)?;
+            last.0 = Instant::now();
             break;
         }
         if !job.running() || started.elapsed() > Duration::from_secs(600) {

@@ -93,6 +93,27 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Resul
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         )
         .await?;
+    admin_results(results)
+}
+
+/// Grows `name` to `total` partitions.
+///
+/// # Errors
+///
+/// When the broker refuses (fewer partitions than now, …).
+pub async fn add_partitions(bootstrap: &str, name: &str, total: usize) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create()?;
+    let results = admin
+        .create_partitions(
+            &[rdkafka::admin::NewPartitions::new(name, total)],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await?;
+    admin_results(results)
+}
+
+/// The first refusal among an admin call's per-topic results.
+fn admin_results(results: Vec<rdkafka::admin::TopicResult>) -> Result<()> {
     for r in results {
         r.map_err(|(topic, code)| Error::CreateTopic {
             topic,

@@ -321,10 +321,9 @@ impl Pipeline {
                 last_tick = Instant::now();
                 let now = source::now_ms();
                 if !event_time {
-                    // Processing time: every partition's clock is now.
-                    for p in &partitions {
-                        watermarks.observe(*p, now, now);
-                    }
+                    // Processing time: every partition's clock is now
+                    // (those a source discovered later too).
+                    watermarks.observe_all(now);
                 }
                 let wm = watermarks.current(now);
                 if wm > last_wm {

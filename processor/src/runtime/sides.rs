@@ -8,7 +8,6 @@
 //! goes through a forwarder that waits at the run's alignment [`Gate`]
 //! (see `super::align`).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +28,11 @@ const SIDE_PARTITIONS: i32 = 1 << 20;
 /// The `with` sources of a pipeline's joins, once started.
 #[derive(Default)]
 pub struct Sides {
-    /// Engine partition id to the index of the join step it feeds.
-    routes: HashMap<i32, usize>,
+    /// The partition ids each source had when it started (the watermark
+    /// waits for them).
+    started: Vec<i32>,
+    /// The indices of the join steps with a `with` source.
+    joins: Vec<usize>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -60,9 +62,10 @@ impl Sides {
                 ))?;
             let inner = Arc::new(Queue::new(4 * BATCH, tributary_crds::Overflow::Block, 1.0));
             let running = start_with(spec, join, base, &inner, stop)?;
-            for p in &running.partitions {
-                sides.routes.insert(p + offset, i);
-            }
+            sides
+                .started
+                .extend(running.partitions.iter().map(|p| p + offset));
+            sides.joins.push(i);
             let input = Input {
                 inner,
                 outer: queue.clone(),
@@ -82,15 +85,17 @@ impl Sides {
     }
 
     /// The join step a batch of engine partition `p` goes to, if it is a
-    /// `with` source's.
+    /// `with` source's: its range of ids names the step, so a partition
+    /// the source discovered later is routed too.
     #[must_use]
     pub fn step_of(&self, p: i32) -> Option<usize> {
-        self.routes.get(&p).copied()
+        let step = usize::try_from(p / SIDE_PARTITIONS).ok()?.checked_sub(1)?;
+        self.joins.contains(&step).then_some(step)
     }
 
-    /// The engine partition ids of every `with` source.
+    /// The engine partition ids every `with` source had when it started.
     pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
-        self.routes.keys().copied()
+        self.started.iter().copied()
     }
 
     /// Waits for the sources' threads (after they ended or were stopped).
@@ -239,5 +244,28 @@ impl Input {
             let _ = self.inner.pop(WAIT);
         }
         let _ = source.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_routed_by_its_range_even_when_discovered_later() {
+        let sides = Sides {
+            started: vec![2 * SIDE_PARTITIONS],
+            joins: vec![1],
+            handles: Vec::new(),
+        };
+        assert_eq!(sides.step_of(2 * SIDE_PARTITIONS), Some(1));
+        assert_eq!(
+            sides.step_of(2 * SIDE_PARTITIONS + 7),
+            Some(1),
+            "a new partition"
+        );
+        assert_eq!(sides.step_of(5), None, "the main source");
+        assert_eq!(sides.step_of(SIDE_PARTITIONS), None, "step 0 is no join");
+        assert_eq!(sides.step_of(-1), None);
     }
 }

@@ -58,6 +58,14 @@ impl Watermarks {
         p.last_seen = now;
     }
 
+    /// Processing time: every partition seen so far is at `now`.
+    pub fn observe_all(&mut self, now: i64) {
+        for p in self.parts.values_mut() {
+            p.max_ts = p.max_ts.max(now);
+            p.last_seen = now;
+        }
+    }
+
     /// A bounded partition ended: it no longer holds the watermark back.
     pub fn end(&mut self, partition: i32) {
         if let Some(p) = self.parts.get_mut(&partition) {

@@ -9,9 +9,16 @@
 //! from `startFrom` on every run, so nothing it held is lost, and a
 //! restarted run repeats pairs it already emitted.
 //!
+//! # New partitions
+//! Every `TRIBUTARY_PARTITION_DISCOVERY_MS` (default 30 s) the topic's
+//! metadata is read again; partitions added since are assigned from their
+//! beginning (everything in them is new to the run), as Flink's Kafka
+//! source discovers partitions. Until a new partition shows its first
+//! record it does not hold the watermark back, so records written to it
+//! before it was discovered may be late.
+//!
 //! # Caveats
-//! The topic is unbounded: the run ends only when stopped. Partitions
-//! added while the run goes on are not read.
+//! The topic is unbounded: the run ends only when stopped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +38,39 @@ use crate::source::{BATCH, Decoder, Running, SourceError, now_ms};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one poll waits; also how quickly the thread sees `stop`.
 const POLL: Duration = Duration::from_millis(100);
+/// Overrides how often the topic is checked for new partitions (ms).
+pub const DISCOVERY_ENV: &str = "TRIBUTARY_PARTITION_DISCOVERY_MS";
+/// How often the topic is checked for new partitions by default.
+const DISCOVERY: Duration = Duration::from_secs(30);
+
+/// The partition discovery interval: [`DISCOVERY_ENV`], else 30 s.
+fn discovery_interval() -> Duration {
+    std::env::var(DISCOVERY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(DISCOVERY, Duration::from_millis)
+}
+
+/// The partitions of `topic` in the brokers' metadata.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
+    let md = consumer
+        .fetch_metadata(Some(topic), CALL_TIMEOUT)
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// The partitions of `now` not in `known`, in order.
+#[must_use]
+pub fn added(known: &[i32], now: &[i32]) -> Vec<i32> {
+    let mut new: Vec<i32> = now.iter().copied().filter(|p| !known.contains(p)).collect();
+    new.sort_unstable();
+    new
+}
 
 fn connect(message: String) -> SourceError {
     SourceError::Connect {
@@ -65,15 +105,8 @@ pub fn start(
         .create()
         .map_err(|e| connect(format!("brokers: cannot create a Kafka client: {e}")))?;
     let topic = k.topic.clone();
-    let md = consumer
-        .fetch_metadata(Some(&topic), CALL_TIMEOUT)
-        .map_err(|e| connect(format!("topic: metadata of {topic} on {brokers}: {e}")))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = partitions_of(&consumer, &topic)
+        .map_err(|e| connect(format!("topic: {e} on {brokers}")))?;
     if partitions.is_empty() {
         return Err(connect(format!(
             "topic: {topic} does not exist on {brokers} (create it first)"
@@ -91,9 +124,10 @@ pub fn start(
     consumer
         .assign(&tpl)
         .map_err(|e| connect(format!("topic: assign {topic}: {e}")))?;
+    let known = partitions.clone();
     let handle = std::thread::Builder::new()
         .name("join-kafka".into())
-        .spawn(move || run(&consumer, &topic, &decoder, &queue, &stop))
+        .spawn(move || run(&consumer, &topic, known, &decoder, &queue, &stop))
         .map_err(|source| SourceError::Open {
             path: "join kafka thread".into(),
             source,
@@ -106,13 +140,58 @@ pub fn start(
     })
 }
 
+/// Assigns partitions added to `topic` since `known`, from their beginning.
+fn discover(consumer: &BaseConsumer, topic: &str, known: &mut Vec<i32>) {
+    let now = match partitions_of(consumer, topic) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%topic, error = %e, "join input: cannot check for new partitions; retrying later");
+            return;
+        }
+    };
+    let new = added(known, &now);
+    if new.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &p in &new {
+        if let Err(e) = tpl.add_partition_offset(topic, p, Offset::Beginning) {
+            tracing::warn!(%topic, partition = p, error = %e, "join input: cannot add a new partition");
+            return;
+        }
+    }
+    match consumer.incremental_assign(&tpl) {
+        Ok(()) => {
+            tracing::info!(%topic, partitions = ?new, "join input: new partitions assigned from their beginning");
+            known.extend(new);
+        }
+        Err(e) => {
+            tracing::warn!(%topic, error = %e, "join input: cannot assign new partitions; retrying later")
+        }
+    }
+}
+
 /// Polls until `stop`, handing over one batch per partition whenever
-/// [`BATCH`] records are buffered or the consumer has nothing more ready.
-fn run(consumer: &BaseConsumer, topic: &str, decoder: &Decoder, queue: &Queue, stop: &AtomicBool) {
+/// [`BATCH`] records are buffered or the consumer has nothing more ready;
+/// checks for new partitions every [`discovery_interval`].
+fn run(
+    consumer: &BaseConsumer,
+    topic: &str,
+    mut known: Vec<i32>,
+    decoder: &Decoder,
+    queue: &Queue,
+    stop: &AtomicBool,
+) {
     let name: Arc<str> = topic.into();
     let mut pending: BTreeMap<i32, Batch> = BTreeMap::new();
     let mut buffered = 0usize;
+    let every = discovery_interval();
+    let mut checked = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if checked.elapsed() >= every {
+            checked = std::time::Instant::now();
+            discover(consumer, topic, &mut known);
+        }
         // Wait for the first record, then take what is ready at once.
         let wait = if buffered == 0 { POLL } else { Duration::ZERO };
         match consumer.poll(wait) {
@@ -156,5 +235,16 @@ fn run(consumer: &BaseConsumer, topic: &str, decoder: &Decoder, queue: &Queue, s
             queue.push(Message::Batch(b));
         }
         buffered = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partitions_not_known_are_added_in_order() {
+        assert_eq!(added(&[0, 1, 2], &[2, 0, 1]), Vec::<i32>::new());
+        assert_eq!(added(&[0, 1], &[4, 0, 1, 3, 2]), vec![2, 3, 4]);
     }
 }
