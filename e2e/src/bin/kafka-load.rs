@@ -358,11 +358,13 @@ fn clock_ticks() -> f64 {
 /// Records in `input`, asking again while the broker is busy (a
 /// coordinator that is still loading answers `NotCoordinator`).
 /// Whether the repartition topic in front of the window is consumed: at
-/// most two offsets behind per partition (each checkpoint writes a
-/// watermark and, under `exactlyOnce`, a commit marker into it).
+/// most one checkpoint's control records behind per partition (each
+/// checkpoint writes every upstream task's watermark into every partition
+/// and, under `exactlyOnce`, a commit marker).
 fn repartitioned(bootstrap: &str, group: &str, partitions: i32) -> bool {
     let topic = format!("{group}-step2-repartition");
-    kafka::lag(bootstrap, group, &topic).is_ok_and(|lag| lag <= 2 * i64::from(partitions))
+    let n = i64::from(partitions);
+    kafka::lag(bootstrap, group, &topic).is_ok_and(|lag| lag <= n * (n + 2))
 }
 
 async fn input_size(bootstrap: &str, input: &str) -> Result<i64> {

@@ -214,9 +214,16 @@ impl Scenario {
             .await?;
         if self.spec.repartition {
             // Input consumed is not output done: the windows run behind
-            // the repartition topic (which never drains: each checkpoint
-            // writes watermarks into it).
+            // the repartition topic. Once they are done it drains: an idle
+            // pipeline writes nothing into it, and the committed offsets
+            // are past the transaction markers.
             self.wait_complete(fleet, Duration::from_secs(120)).await?;
+            let internal = format!("{group}-step1-repartition");
+            let what = format!("{group} to drain {internal}");
+            self.wait_group(&what, fleet, Duration::from_secs(60), || {
+                Ok(lag(&self.bootstrap, &group, &internal)? == 0)
+            })
+            .await?;
         }
         let crashed = fleet.crashes.clone();
         self.stop(fleet).await?;

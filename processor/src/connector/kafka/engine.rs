@@ -342,19 +342,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Tells the next stage each task's watermark: every one with `all`
-    /// (a checkpoint, so a restore finds them after its low-water
-    /// offset), else the ones that changed.
-    fn tell_watermarks(&mut self, all: bool) -> Result<(), RunError> {
+    /// Tells the next stage the watermarks that changed; whether it told
+    /// any (they must be committed, even without other output).
+    fn tell_watermarks(&mut self) -> Result<bool, RunError> {
+        let mut told = false;
         for task in self.tasks.values_mut() {
             let Some((shuffle, _, _)) = self.stages.writer(&task.topic) else {
                 continue;
             };
-            if let Some(mark) = task.mark_to_tell(self.idle, !all) {
+            if let Some(mark) = task.mark_to_tell(self.idle) {
                 shuffle.broadcast(&task.id(), mark)?;
+                told = true;
             }
         }
-        Ok(())
+        Ok(told)
     }
 
     /// Triggers, then the watermark, state, readiness and lag gauges.
@@ -366,7 +367,9 @@ impl Engine {
         for key in keys {
             self.drive(&key, Task::tick)?;
         }
-        self.tell_watermarks(false)?;
+        if self.tell_watermarks()? {
+            self.dirty = true;
+        }
         self.publish();
         self.update_lag(consumer);
         Ok(())
@@ -404,11 +407,7 @@ impl Engine {
     /// producer, a step failure).
     pub fn checkpoint(&mut self, consumer: &KafkaConsumer) -> Result<(), RunError> {
         self.flush_pending()?;
-        // Every checkpoint tells the next stage each task's watermark, so
-        // a downstream task restoring from after the last change still
-        // hears it: a repartitioned pipeline always has something to commit.
-        if self.stages.repartitioned() {
-            self.tell_watermarks(true)?;
+        if self.tell_watermarks()? {
             self.dirty = true;
         }
         if !self.dirty {
@@ -417,8 +416,20 @@ impl Engine {
         let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
         let mut positions = Vec::new();
+        // The consumer's position is past the transaction markers it read
+        // (the last thing in a partition written by transactions): commit
+        // that, as Kafka Streams does, so an idle pipeline shows no lag.
+        let read = consumer.position().ok();
         for task in self.tasks.values() {
-            if let Some((pos, meta)) = task.checkpoint() {
+            if let Some((processed, meta)) = task.checkpoint() {
+                let pos = read
+                    .as_ref()
+                    .and_then(|r| r.find_partition(&task.topic, task.partition))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) if !task.has_pending() => Some(o.max(processed)),
+                        _ => None,
+                    })
+                    .unwrap_or(processed);
                 let mut e = tpl.add_partition(&task.topic, task.partition);
                 e.set_offset(Offset::Offset(pos)).map_err(kafka_err)?;
                 e.set_metadata(meta.encode());
@@ -679,7 +690,7 @@ impl Engine {
                 let steps = step::build_stage(&self.spec, std::path::Path::new("."), range)?;
                 let task = Task::new(topic.clone(), partition, steps, restore, self.bound);
                 match self.stages.upstream(stage) {
-                    Some(upstream) => task.behind_repartition(from, upstream),
+                    Some(ids) => task.behind_repartition(from, ids),
                     None => task,
                 }
             }

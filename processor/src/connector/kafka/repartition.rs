@@ -13,11 +13,12 @@
 //! Watermarks cross the hop as control records (empty value, header
 //! `tributary.wm` = `<upstream>=<ms>`), sent by each upstream task to
 //! every partition when its watermark moves. A downstream task's watermark
-//! is the minimum over the upstream tasks it heard from, once it heard
-//! from as many as there are upstream partitions — as Flink takes the
-//! minimum over its input channels. An upstream task idle for the source's
-//! `idleTimeout` sends `idle` and is left out of the minimum until it
-//! sends a watermark again.
+//! is the minimum over its upstream tasks — every partition of the topics
+//! it is fed from, each at the task's restored watermark until it speaks —
+//! as Flink takes the minimum over its input channels. An upstream task
+//! idle for the source's `idleTimeout` sends `idle` and is left out of the
+//! minimum until it sends a watermark again. Nothing is sent while
+//! nothing moves, so an idle pipeline's topics drain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -127,16 +128,16 @@ pub fn stages(
     let client: AdminClient<DefaultClientContext> = admin
         .create()
         .map_err(|e| format!("creating an admin client: {e}"))?;
-    let mut source_partitions = 0;
+    let mut source_ids = Vec::new();
     let mut widest = 1;
     for t in &src.topics {
         let n = partition_count(client.inner(), t)?;
-        source_partitions += usize::try_from(n).unwrap_or(0);
+        source_ids.extend(ids(t, n));
         widest = widest.max(n);
     }
     let env = crate::expr::env();
     let producer = producer()?;
-    let mut upstream = source_partitions;
+    let mut upstream = source_ids;
     let mut out = Vec::with_capacity(cuts.len());
     for c in cuts {
         let topic = topic_name(group, c.at);
@@ -155,12 +156,15 @@ pub fn stages(
                 let with = side_input(
                     spec, join, &client, &topic, partitions, &producer, max_bytes, &step,
                 )?;
-                writers +=
-                    usize::try_from(partition_count(client.inner(), &with.topic)?).unwrap_or(0);
+                writers.extend(ids(
+                    &with.topic,
+                    partition_count(client.inner(), &with.topic)?,
+                ));
                 Some(with)
             }
             None => None,
         };
+        upstream = ids(&topic, partitions);
         out.push(Cut {
             at: c.at,
             topic: topic.clone(),
@@ -169,9 +173,15 @@ pub fn stages(
             step,
             side,
         });
-        upstream = usize::try_from(partitions).unwrap_or(0);
     }
     Ok(Stages::new(spec.steps.len(), out))
+}
+
+/// The ids of the tasks of `topic`'s `partitions`: `topic:partition`.
+fn ids(topic: &str, partitions: i32) -> Vec<Arc<str>> {
+    (0..partitions)
+        .map(|p| Arc::from(format!("{topic}:{p}")))
+        .collect()
 }
 
 /// The `with` topic of `join`, re-keyed by `on.right` into `topic`.
@@ -249,9 +259,9 @@ pub fn partition_count<C: rdkafka::ClientContext>(
 pub struct Stages {
     /// Per stage: the steps its tasks run.
     ranges: Vec<std::ops::Range<usize>>,
-    /// Per stage `s ≥ 1` (at `s - 1`): the topic it reads and how many
-    /// upstream tasks write into it.
-    inputs: Vec<(Arc<str>, usize)>,
+    /// Per stage `s ≥ 1` (at `s - 1`): the topic it reads and the ids of
+    /// the upstream tasks that write into it.
+    inputs: Vec<(Arc<str>, Vec<Arc<str>>)>,
     /// Per stage `s` before the last (at `s`): the writer into the next
     /// stage's topic, and the name of the step it feeds (dead letters).
     shuffles: Vec<(Shuffle, String)>,
@@ -288,8 +298,8 @@ pub struct Cut {
     pub at: usize,
     /// Its topic.
     pub topic: String,
-    /// How many tasks write into it.
-    pub upstream: usize,
+    /// The ids (`topic:partition`) of the tasks that write into it.
+    pub upstream: Vec<Arc<str>>,
     /// The writer into it.
     pub shuffle: Shuffle,
     /// The name of step `at`.
@@ -354,12 +364,6 @@ impl Stages {
         }
     }
 
-    /// Whether any step is behind a repartition topic.
-    #[must_use]
-    pub fn repartitioned(&self) -> bool {
-        !self.inputs.is_empty()
-    }
-
     /// The stage reading `topic` (0: a source topic).
     #[must_use]
     pub fn stage_of(&self, topic: &str) -> usize {
@@ -375,12 +379,13 @@ impl Stages {
         self.ranges.get(s).cloned().unwrap_or(0..0)
     }
 
-    /// How many upstream tasks write into stage `s` (`None` for stage 0).
+    /// The ids of the upstream tasks that write into stage `s` (`None`
+    /// for stage 0).
     #[must_use]
-    pub fn upstream(&self, s: usize) -> Option<usize> {
+    pub fn upstream(&self, s: usize) -> Option<&[Arc<str>]> {
         s.checked_sub(1)
             .and_then(|i| self.inputs.get(i))
-            .map(|(_, n)| *n)
+            .map(|(_, ids)| ids.as_slice())
     }
 
     /// The topics the group reads besides the source's: repartition
@@ -716,18 +721,17 @@ pub struct Upstream {
     marks: HashMap<Arc<str>, Mark>,
     /// The furthest place seen per upstream task (see `SEQ_HEADER`).
     seen: HashMap<Arc<str>, (i64, u32)>,
-    /// How many upstream partitions there are (at start).
-    expected: usize,
 }
 
 impl Upstream {
-    /// Expecting `expected` upstream tasks.
+    /// The upstream tasks `ids`, each taken to be at `wm` (the restored
+    /// watermark: every upstream task had passed it at the checkpoint; or
+    /// `i64::MIN`) until it speaks.
     #[must_use]
-    pub fn new(expected: usize) -> Self {
+    pub fn new(ids: &[Arc<str>], wm: i64) -> Self {
         Self {
-            marks: HashMap::new(),
+            marks: ids.iter().map(|id| (id.clone(), Mark::At(wm))).collect(),
             seen: HashMap::new(),
-            expected,
         }
     }
 
@@ -754,13 +758,9 @@ impl Upstream {
     }
 
     /// The watermark every upstream task has passed: the minimum over
-    /// those not idle, once all were heard from; `None` before, or while
-    /// every one is idle.
+    /// those not idle; `None` while every one is idle.
     #[must_use]
     pub fn watermark(&self) -> Option<i64> {
-        if self.marks.len() < self.expected {
-            return None;
-        }
         self.marks
             .values()
             .filter_map(|m| match m {
@@ -789,7 +789,7 @@ mod tests {
 
     #[test]
     fn records_re_sent_by_an_upstream_task_are_not_fresh() {
-        let mut u = Upstream::new(2);
+        let mut u = Upstream::new(&[], i64::MIN);
         let seq = |s: &str| parse_seq(s).expect("a seq");
         assert!(u.fresh(seq("in:0@10.0")));
         assert!(u.fresh(seq("in:0@10.1")), "a second output of one input");
@@ -812,10 +812,11 @@ mod tests {
 
     #[test]
     fn the_watermark_is_the_minimum_once_every_upstream_spoke_and_idle_ones_are_left_out() {
-        let mut u = Upstream::new(3);
+        let ids: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
+        let mut u = Upstream::new(&ids, i64::MIN);
         u.note("a".into(), Mark::At(100));
         u.note("b".into(), Mark::At(50));
-        assert_eq!(u.watermark(), None, "c has not spoken");
+        assert_eq!(u.watermark(), Some(i64::MIN), "c has not spoken");
         u.note("c".into(), Mark::Idle);
         assert_eq!(u.watermark(), Some(50));
         u.note("b".into(), Mark::At(300));
@@ -825,5 +826,16 @@ mod tests {
         assert_eq!(u.watermark(), None, "all idle: hold");
         u.note("c".into(), Mark::At(20));
         assert_eq!(u.watermark(), Some(20), "a returning task counts again");
+    }
+
+    #[test]
+    fn a_restored_task_holds_its_watermark_until_every_upstream_passes_it() {
+        let ids: Vec<Arc<str>> = ["a", "b"].into_iter().map(Arc::from).collect();
+        let mut u = Upstream::new(&ids, 1_000);
+        assert_eq!(u.watermark(), Some(1_000));
+        u.note("a".into(), Mark::At(5_000));
+        assert_eq!(u.watermark(), Some(1_000), "b has not spoken since");
+        u.note("b".into(), Mark::At(3_000));
+        assert_eq!(u.watermark(), Some(3_000));
     }
 }

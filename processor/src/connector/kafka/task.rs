@@ -82,11 +82,11 @@ impl Task {
     }
 
     /// This task runs the steps from `from` on, reading a repartition
-    /// topic written by `upstream` tasks.
+    /// topic written by the `upstream` tasks.
     #[must_use]
-    pub fn behind_repartition(mut self, from: usize, upstream: usize) -> Self {
+    pub fn behind_repartition(mut self, from: usize, upstream: &[Arc<str>]) -> Self {
         self.from = from;
-        self.upstream = Some(Upstream::new(upstream));
+        self.upstream = Some(Upstream::new(upstream, self.wm));
         self
     }
 
@@ -119,13 +119,9 @@ impl Task {
     }
 
     /// The watermark to tell the next stage: `Idle` after `idle` without a
-    /// record, else the watermark once there is one. With `changed_only`,
-    /// `None` when it is what was told last.
-    pub fn mark_to_tell(
-        &mut self,
-        idle: Option<std::time::Duration>,
-        changed_only: bool,
-    ) -> Option<Mark> {
+    /// record, else the watermark once there is one; `None` when it is
+    /// what was told last.
+    pub fn mark_to_tell(&mut self, idle: Option<std::time::Duration>) -> Option<Mark> {
         let now = if idle.is_some_and(|d| !self.has_pending() && self.last_input.elapsed() >= d) {
             Mark::Idle
         } else if self.wm == i64::MIN {
@@ -133,7 +129,7 @@ impl Task {
         } else {
             Mark::At(self.wm)
         };
-        if changed_only && self.told == Some(now) {
+        if self.told == Some(now) {
             return None;
         }
         self.told = Some(now);
