@@ -416,20 +416,10 @@ impl Engine {
         let started = Instant::now();
         let mut tpl = TopicPartitionList::new();
         let mut positions = Vec::new();
-        // The consumer's position is past the transaction markers it read
-        // (the last thing in a partition written by transactions): commit
-        // that, as Kafka Streams does, so an idle pipeline shows no lag.
         let read = consumer.position().ok();
         for task in self.tasks.values() {
             if let Some((processed, meta)) = task.checkpoint() {
-                let pos = read
-                    .as_ref()
-                    .and_then(|r| r.find_partition(&task.topic, task.partition))
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) if !task.has_pending() => Some(o.max(processed)),
-                        _ => None,
-                    })
-                    .unwrap_or(processed);
+                let pos = done_up_to(read.as_ref(), task, processed);
                 let mut e = tpl.add_partition(&task.topic, task.partition);
                 e.set_offset(Offset::Offset(pos)).map_err(kafka_err)?;
                 e.set_metadata(meta.encode());
@@ -602,6 +592,7 @@ impl Engine {
         let Ok(stable) = consumer.context().stable.lock() else {
             return;
         };
+        let read = consumer.position().ok();
         for task in self.tasks.values() {
             let (Some(pos), Some(&end)) = (
                 task.position(),
@@ -609,6 +600,7 @@ impl Engine {
             ) else {
                 continue;
             };
+            let pos = done_up_to(read.as_ref(), task, pos);
             if end >= 0 {
                 self.kafka
                     .lag
@@ -796,6 +788,23 @@ impl Engine {
         self.publish();
         Ok(())
     }
+}
+
+/// How far `task` is done: its `processed` position, or the consumer's
+/// if it is further and the task has nothing queued — past the
+/// transaction markers it read (the last offsets of a partition written
+/// by transactions are markers, not records). Committing that, as Kafka
+/// Streams does, lets an idle pipeline show no lag.
+fn done_up_to(read: Option<&TopicPartitionList>, task: &Task, processed: i64) -> i64 {
+    if task.has_pending() {
+        return processed;
+    }
+    read.and_then(|r| r.find_partition(&task.topic, task.partition))
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o.max(processed)),
+            _ => None,
+        })
+        .unwrap_or(processed)
 }
 
 pub(super) fn kafka_err(e: RdError) -> RunError {
