@@ -180,8 +180,8 @@ impl Engine {
         };
         let decoder = match self.stages.role(&topic) {
             Role::Stage(0) => &self.decoder,
-            Role::Stage(stage) => {
-                return self.on_repartitioned(&key, stage, repartition::decode(msg, position));
+            Role::Stage(_) => {
+                return self.on_repartitioned(&key, repartition::decode(msg, position));
             }
             Role::Side(i) => match self.stages.side(i) {
                 Some(side) => &side.decoder,
@@ -254,13 +254,11 @@ impl Engine {
     fn on_repartitioned(
         &mut self,
         key: &(Arc<str>, i32),
-        stage: usize,
         inbound: Inbound,
     ) -> Result<(), RunError> {
         let Some(task) = self.tasks.get_mut(key) else {
             return Ok(());
         };
-        debug_assert!(self.stages.upstream(stage).is_some());
         self.dirty = true;
         match inbound {
             Inbound::Record(rec, seq, other) => {

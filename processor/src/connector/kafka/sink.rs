@@ -177,20 +177,38 @@ impl KafkaSink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // The producer thread drains the queue; give it a moment.
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    return Err(SinkError::Broker {
-                        name: self.name.clone(),
-                        message: format!("producing to {}: {e}", self.topic),
-                    });
-                }
+        send_waiting(producer, record, &self.name, &self.topic)
+    }
+}
+
+/// Sends `record` to `topic`, waiting while librdkafka's queue is full;
+/// a refusal is reported as sink `name`'s.
+///
+/// # Errors
+/// When the producer refuses the record for another reason.
+pub(super) fn send_waiting<K, P>(
+    producer: &Client,
+    mut record: BaseRecord<'_, K, P>,
+    name: &str,
+    topic: &str,
+) -> Result<(), SinkError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // The producer thread drains the queue; give it a moment.
+                record = r;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => {
+                return Err(SinkError::Broker {
+                    name: name.to_owned(),
+                    message: format!("producing to {topic}: {e}"),
+                });
             }
         }
     }

@@ -1,9 +1,6 @@
 //! Writing a stage's output into the next stage's topic: records keyed
 //! by a hash of the step's key, and watermarks to every partition.
 
-use std::time::Duration;
-
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use serde_json::Value;
@@ -12,7 +9,7 @@ use crate::expr::Expr;
 use crate::record::Record;
 use crate::sink::{DeadLetter, SinkError, key_string};
 
-use super::super::sink::{Client, SharedProducer, flush_checked};
+use super::super::sink::{SharedProducer, flush_checked, send_waiting};
 use super::{KEY_HEADER, Mark, SEQ_HEADER, SIDE_HEADER, WATERMARK_HEADER};
 
 /// The partition of a key among `partitions`: FNV-1a, stable across
@@ -163,7 +160,7 @@ impl Shuffle {
                 .payload(self.buf.as_slice())
                 .timestamp(r.event_time)
                 .headers(h);
-            send(&producer, rec, &self.topic)?;
+            send_waiting(&producer, rec, &self.topic, &self.topic)?;
         }
         Ok(dead)
     }
@@ -189,7 +186,7 @@ impl Shuffle {
                 .key(upstream)
                 .payload(empty)
                 .headers(h);
-            send(&producer, rec, &self.topic)?;
+            send_waiting(&producer, rec, &self.topic, &self.topic)?;
         }
         Ok(())
     }
@@ -207,31 +204,6 @@ impl Shuffle {
         SinkError::Broker {
             name: self.topic.clone(),
             message: e.to_string(),
-        }
-    }
-}
-
-fn send<K: rdkafka::message::ToBytes + ?Sized>(
-    producer: &Client,
-    mut rec: BaseRecord<'_, K, [u8]>,
-    topic: &str,
-) -> Result<(), SinkError> {
-    loop {
-        match producer.send(rec) {
-            Ok(()) => return Ok(()),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                r,
-            )) => {
-                rec = r;
-                producer.poll(Duration::from_millis(5));
-            }
-            Err((e, _)) => {
-                return Err(SinkError::Broker {
-                    name: topic.to_owned(),
-                    message: format!("producing to {topic}: {e}"),
-                });
-            }
         }
     }
 }
