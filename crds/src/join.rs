@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, KafkaAuth, StartFrom,
+    Duration, EventTimeSpec, FileSource, FormatSpec, GeneratorSource, KafkaAuth, KinesisSource,
+    NatsSource, PubSubSource, PulsarSource, RedisStreamsSource, StartFrom,
 };
 
 /// Join types, as in SQL: which unmatched records are emitted too.
@@ -60,8 +61,8 @@ pub struct JoinStep {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new(
-    "(has(self.kafka) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.generator) ? 1 : 0) == 1"
-).message("exactly one kind must be set: kafka, file or generator"))]
+    "(has(self.kafka) ? 1 : 0) + (has(self.kinesis) ? 1 : 0) + (has(self.redisStreams) ? 1 : 0) + (has(self.nats) ? 1 : 0) + (has(self.pubsub) ? 1 : 0) + (has(self.pulsar) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.generator) ? 1 : 0) == 1"
+).message("exactly one kind must be set: kafka, kinesis, redisStreams, nats, pubsub, pulsar, file or generator"))]
 pub struct JoinSource {
     /// A Kafka topic. With a main source that is not Kafka: read as a
     /// plain consumer (every partition, no consumer group, at-least-once).
@@ -70,6 +71,36 @@ pub struct JoinSource {
     /// repartition topic (see `docs/joins.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<JoinKafka>,
+    /// An AWS Kinesis data stream, read as `spec.source.kinesis` reads one
+    /// (shard leases in DynamoDB; the default lease table is the main
+    /// source's default with `-join<i>` appended, `i` the step's index).
+    /// Shard positions are checkpointed once the join no longer needs a
+    /// record (see `docs/joins.md`). Only with a main source that is not
+    /// Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinesis: Option<KinesisSource>,
+    /// A Redis stream, read through a consumer group as
+    /// `spec.source.redisStreams` reads one; entries are acknowledged once
+    /// the join no longer needs them. Only with a main source that is not
+    /// Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_streams: Option<RedisStreamsSource>,
+    /// A NATS JetStream stream, read with a durable consumer as
+    /// `spec.source.nats` reads one; messages are acknowledged once the
+    /// join no longer needs them. Only with a main source that is not
+    /// Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSource>,
+    /// A Google Cloud Pub/Sub subscription, pulled as `spec.source.pubsub`
+    /// pulls one; messages are acknowledged once the join no longer needs
+    /// them. Only with a main source that is not Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<PubSubSource>,
+    /// An Apache Pulsar topic, consumed as `spec.source.pulsar` consumes
+    /// one; messages are acknowledged once the join no longer needs them.
+    /// Only with a main source that is not Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<PulsarSource>,
     /// A file of JSON lines (or text lines); bounded. Relative paths are
     /// resolved against the pipeline file's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +115,38 @@ pub struct JoinSource {
     /// default `spec.source.eventTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<EventTimeSpec>,
+}
+
+impl JoinSource {
+    /// The kinds set, by field name (exactly one in a valid spec).
+    #[must_use]
+    pub fn kinds(&self) -> Vec<&'static str> {
+        [
+            ("kafka", self.kafka.is_some()),
+            ("kinesis", self.kinesis.is_some()),
+            ("redisStreams", self.redis_streams.is_some()),
+            ("nats", self.nats.is_some()),
+            ("pubsub", self.pubsub.is_some()),
+            ("pulsar", self.pulsar.is_some()),
+            ("file", self.file.is_some()),
+            ("generator", self.generator.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    /// Whether the side is a broker source that acknowledges its records
+    /// (Kinesis, Redis Streams, NATS, Pub/Sub, Pulsar): the join must then
+    /// say when it no longer needs one.
+    #[must_use]
+    pub fn acknowledges(&self) -> bool {
+        self.kinesis.is_some()
+            || self.redis_streams.is_some()
+            || self.nats.is_some()
+            || self.pubsub.is_some()
+            || self.pulsar.is_some()
+    }
 }
 
 /// A Kafka topic as the second input of a join. With a main source that

@@ -17,17 +17,12 @@ pub(super) fn validate_join(
     check_into(&j.on.right, &format!("{path}.on.right"), &["other"], errs);
     let with = format!("{path}.with");
     let w = &j.with;
-    let kinds = [
-        ("kafka", w.kafka.is_some()),
-        ("file", w.file.is_some()),
-        ("generator", w.generator.is_some()),
-    ];
-    let set: Vec<&str> = kinds.iter().filter(|k| k.1).map(|k| k.0).collect();
+    let set = w.kinds();
     if set.len() != 1 {
         errs.push(
             &with,
             format!(
-                "set exactly one source kind: kafka, file or generator (found {})",
+                "set exactly one source kind: kafka, kinesis, redisStreams, nats, pubsub, pulsar, file or generator (found {})",
                 if set.is_empty() {
                     "none".to_owned()
                 } else {
@@ -35,6 +30,21 @@ pub(super) fn validate_join(
                 }
             ),
         );
+    }
+    if let Some(r) = &w.redis_streams {
+        super::redis::source(r, &format!("{with}.redisStreams"), errs);
+    }
+    if let Some(n) = &w.nats {
+        super::nats::source(n, &format!("{with}.nats"), errs);
+    }
+    if let Some(p) = &w.pubsub {
+        super::pubsub::check_source(p, &format!("{with}.pubsub"), errs);
+    }
+    if let Some(p) = &w.pulsar {
+        super::pulsar_source(p, &format!("{with}.pulsar"), errs);
+    }
+    if let Some(k) = &w.kinesis {
+        super::validate_kinesis_source(k, &format!("{with}.kinesis"), errs);
     }
     if let Some(k) = &w.kafka {
         if k.topic.trim().is_empty() {
@@ -95,10 +105,11 @@ pub(super) fn validate_join(
 fn validate_kafka_main(j: &JoinStep, path: &str, main: &crate::KafkaSource, errs: &mut Errors) {
     let with = format!("{path}.with");
     let Some(k) = &j.with.kafka else {
+        let kind = j.with.kinds().join(", ");
         errs.push(
             &with,
-            not_supported("a file or generator join side with a kafka main source")
-                + "; after a kafka source the with side must be a kafka topic of the same cluster: both are read by the consumer group and re-keyed by the join key into one repartition topic, which a file or generator cannot be",
+            not_supported(&format!("a {kind} join side with a kafka main source"))
+                + &format!("; after a kafka source the with side must be a kafka topic of the same cluster: both are read by the consumer group and re-keyed by the join key into one repartition topic, which a {kind} side cannot be"),
         );
         return;
     };
@@ -221,6 +232,55 @@ mod tests {
         );
     }
 
+    #[test]
+    fn broker_with_sides_pass_and_are_checked_at_their_own_path() {
+        let p = "spec.steps[0].join.with";
+        let sides = [
+            "{redisStreams: {url: 'redis://r:6379', stream: payments}}",
+            "{nats: {url: 'nats://n:4222', stream: payments}}",
+            "{pubsub: {project: p, subscription: payments}}",
+            "{pulsar: {serviceUrl: 'pulsar://p:6650', topic: payments, subscription: s}}",
+            "{kinesis: {stream: payments, region: eu-west-1}}",
+        ];
+        for side in sides {
+            let s = GOOD.replace("{file: {path: payments.jsonl}}", side);
+            assert_eq!(errors(&step(&s)), Vec::<String>::new(), "{side}");
+        }
+        let cases = [
+            (
+                "{redisStreams: {url: 'http://r', stream: payments}}",
+                "redisStreams.url",
+            ),
+            (
+                "{nats: {url: 'nats://n:4222', stream: 'a.b'}}",
+                "nats.stream",
+            ),
+            (
+                "{pubsub: {project: p, subscription: s, ackDeadline: 1s}}",
+                "pubsub.ackDeadline",
+            ),
+            (
+                "{pulsar: {serviceUrl: 'http://p', topic: t, subscription: s}}",
+                "pulsar.serviceUrl",
+            ),
+            ("{kinesis: {stream: '', region: r}}", "kinesis.stream"),
+        ];
+        for (side, field) in cases {
+            let s = GOOD.replace("{file: {path: payments.jsonl}}", side);
+            let errs = errors(&step(&s));
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("{p}.{field}: "))),
+                "{field}: {errs:#?}"
+            );
+        }
+        let two = GOOD.replace(
+            "{file: {path: payments.jsonl}}",
+            "{nats: {url: 'nats://n', stream: s}, file: {path: x}}",
+        );
+        assert_refused(&step(&two), p, "found nats, file");
+    }
+
     fn kafka_main(join: &str) -> Vec<String> {
         let yaml = format!(
             "source:\n  kafka: {{brokers: 'k:9092', topics: [orders]}}\nsinks: [{{name: out, stdout: {{}}}}]\n{}",
@@ -253,6 +313,15 @@ mod tests {
             file.iter()
                 .any(|e| e.starts_with(&format!("{p}: ")) && e.contains("same cluster")),
             "{file:#?}"
+        );
+        let nats = kafka_main(&GOOD.replace(
+            "{file: {path: payments.jsonl}}",
+            "{nats: {url: 'nats://n', stream: s}}",
+        ));
+        assert!(
+            nats.iter()
+                .any(|e| e.starts_with(&format!("{p}: ")) && e.contains("a nats join side")),
+            "{nats:#?}"
         );
         let other = kafka_main(
             "{with: {kafka: {topic: orders, brokers: 'elsewhere:9092', auth: {tls: {}}}}, on: {left: event.k, right: other.k}, within: 30s}",

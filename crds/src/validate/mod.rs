@@ -116,8 +116,8 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
             }
             SourceKind::Stdin(_) => {}
-            SourceKind::RedisStreams(r) => redis::source(r, errs),
-            SourceKind::Nats(n) => nats::source(n, errs),
+            SourceKind::RedisStreams(r) => redis::source(r, "spec.source.redisStreams", errs),
+            SourceKind::Nats(n) => nats::source(n, "spec.source.nats", errs),
             SourceKind::Kafka(k) => {
                 if k.brokers.trim().is_empty() {
                     errs.push("spec.source.kafka.brokers", "must not be empty");
@@ -132,14 +132,9 @@ fn validate_source(spec: &StreamPipelineSpec, errs: &mut Errors) {
                 }
                 kafka_auth(k.auth.as_ref(), "spec.source.kafka.auth", errs);
             }
-            SourceKind::Pulsar(p) => {
-                pulsar_target(&p.service_url, &p.topic, "spec.source.pulsar", errs);
-                if p.subscription.trim().is_empty() {
-                    errs.push("spec.source.pulsar.subscription", "must not be empty");
-                }
-            }
-            SourceKind::Kinesis(k) => validate_kinesis_source(k, errs),
-            SourceKind::PubSub(p) => pubsub::check_source(p, errs),
+            SourceKind::Pulsar(p) => pulsar_source(p, "spec.source.pulsar", errs),
+            SourceKind::Kinesis(k) => validate_kinesis_source(k, "spec.source.kinesis", errs),
+            SourceKind::PubSub(p) => pubsub::check_source(p, "spec.source.pubsub", errs),
         },
         many => errs.push(
             "spec.source",
@@ -200,33 +195,42 @@ fn non_empty(value: &str, path: &str, errs: &mut Errors) {
     }
 }
 
-fn validate_kinesis_source(k: &KinesisSource, errs: &mut Errors) {
-    const P: &str = "spec.source.kinesis";
-    non_empty(&k.stream, &format!("{P}.stream"), errs);
-    non_empty(&k.region, &format!("{P}.region"), errs);
+/// A Pulsar source at `path` (`spec.source.pulsar`, a join's `with.pulsar`).
+fn pulsar_source(p: &crate::PulsarSource, path: &str, errs: &mut Errors) {
+    pulsar_target(&p.service_url, &p.topic, path, errs);
+    if p.subscription.trim().is_empty() {
+        errs.push(format!("{path}.subscription"), "must not be empty");
+    }
+}
+
+/// A Kinesis source at `path` (`spec.source.kinesis`, a join's `with.kinesis`).
+fn validate_kinesis_source(k: &KinesisSource, path: &str, errs: &mut Errors) {
+    let p = path;
+    non_empty(&k.stream, &format!("{p}.stream"), errs);
+    non_empty(&k.region, &format!("{p}.region"), errs);
     match (k.start_from, &k.at_timestamp) {
         (KinesisStart::AtTimestamp, None) => errs.push(
-            format!("{P}.atTimestamp"),
+            format!("{p}.atTimestamp"),
             "required when startFrom is AT_TIMESTAMP (an RFC 3339 time)",
         ),
         (_, Some(t)) if humantime::parse_rfc3339_weak(t.trim()).is_err() => errs.push(
-            format!("{P}.atTimestamp"),
+            format!("{p}.atTimestamp"),
             format!("{t:?} is not an RFC 3339 time such as 2026-11-23T08:00:00Z"),
         ),
         _ => {}
     }
     if k.lease_duration.0 < std::time::Duration::from_secs(1) {
-        errs.push(format!("{P}.leaseDuration"), "must be at least 1s");
+        errs.push(format!("{p}.leaseDuration"), "must be at least 1s");
     }
     if k.lease_table.as_ref().is_some_and(|t| t.trim().len() < 3) {
         errs.push(
-            format!("{P}.leaseTable"),
+            format!("{p}.leaseTable"),
             "a DynamoDB table name has at least 3 characters",
         );
     }
     if k.credentials.is_some() {
         errs.push(
-            format!("{P}.credentials"),
+            format!("{p}.credentials"),
             not_supported("a credentials Secret")
                 + "; leave it unset: the processor uses the default AWS credential chain (env, web identity, instance role)",
         );

@@ -23,8 +23,8 @@ fn name(value: &str, path: String, errs: &mut Errors) {
     }
 }
 
-pub(super) fn source(n: &NatsSource, errs: &mut Errors) {
-    let path = "spec.source.nats";
+/// A NATS source at `path` (`spec.source.nats`, a join's `with.nats`).
+pub(super) fn source(n: &NatsSource, path: &str, errs: &mut Errors) {
     url(&n.url, path, errs);
     name(&n.stream, format!("{path}.stream"), errs);
     if let Some(d) = &n.durable {

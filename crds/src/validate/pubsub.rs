@@ -50,9 +50,8 @@ fn check_common(project: &str, endpoint: Option<&String>, path: &str, errs: &mut
     }
 }
 
-/// `spec.source.pubsub`.
-pub(super) fn check_source(s: &PubSubSource, errs: &mut Errors) {
-    let path = "spec.source.pubsub";
+/// A Pub/Sub source at `path` (`spec.source.pubsub`, a join's `with.pubsub`).
+pub(super) fn check_source(s: &PubSubSource, path: &str, errs: &mut Errors) {
     check_common(&s.project, s.endpoint.as_ref(), path, errs);
     check_name(&s.subscription, &format!("{path}.subscription"), errs);
     let (lo, hi) = ACK_DEADLINE;

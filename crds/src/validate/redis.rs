@@ -19,8 +19,9 @@ fn non_empty(value: &str, path: String, errs: &mut Errors) {
     }
 }
 
-pub(super) fn source(r: &RedisStreamsSource, errs: &mut Errors) {
-    let path = "spec.source.redisStreams";
+/// A Redis Streams source at `path` (`spec.source.redisStreams`, a join's
+/// `with.redisStreams`).
+pub(super) fn source(r: &RedisStreamsSource, path: &str, errs: &mut Errors) {
     url(&r.url, path, errs);
     non_empty(&r.stream, format!("{path}.stream"), errs);
     non_empty(&r.payload_field, format!("{path}.payloadField"), errs);

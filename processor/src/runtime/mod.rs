@@ -246,7 +246,7 @@ impl Pipeline {
             Some(gate) => self.start_aligned_source(&queue, gate)?,
             None => self.start_source(&queue, eos)?,
         };
-        let sides = Sides::start(&self.spec, &self.base, &queue, &self.stop, gate.as_ref())?;
+        let mut sides = Sides::start(&self, &queue, gate.as_ref())?;
         // Both inputs of a join hold the watermark back.
         let partitions: Vec<i32> = running
             .partitions
@@ -289,14 +289,16 @@ impl Pipeline {
                     let join = sides.step_of(batch.partition);
                     // Dead letters count as consumed: they are durable once
                     // the dead-letter sink flushes. A join's second input
-                    // has no acknowledgements, so it moves no mark.
+                    // numbers its records on its own.
                     let offsets = batch
                         .records
                         .iter()
                         .chain(batch.dead.iter().map(|d| &d.record))
                         .map(|r| r.position.offset);
-                    if let (None, Some(last)) = (join, offsets.max()) {
-                        next_offset = next_offset.max(last + 1);
+                    match (join, offsets.max()) {
+                        (None, Some(last)) => next_offset = next_offset.max(last + 1),
+                        (Some(at), Some(last)) => sides.pushed(at, last),
+                        (_, None) => {}
                     }
                     for d in batch.dead {
                         outputs.dead_letter(d, &m)?;
@@ -345,6 +347,7 @@ impl Pipeline {
                 last_flush = Instant::now();
                 outputs.flush(&m)?;
                 acknowledge(&mut running, &steps, next_offset);
+                sides.acknowledge(&mut steps);
             }
             if watermarks.all_ended() && queue.is_empty() {
                 break Ok(());
@@ -358,6 +361,7 @@ impl Pipeline {
         }
         outputs.flush(&m)?;
         acknowledge(&mut running, &steps, next_offset);
+        sides.acknowledge(&mut steps);
         let _ = running.handle.join();
         sides.join();
         Ok(Summary {
@@ -460,7 +464,7 @@ impl Pipeline {
 /// pushed so far, except what a step still holds in its state.
 fn acknowledge(running: &mut source::Running, steps: &[Box<dyn step::Step>], next_offset: i64) {
     if let Some(acker) = running.acker.as_mut() {
-        let held = chain::low_water(steps).unwrap_or(i64::MAX);
-        acker.ack_below(held.min(next_offset));
+        let held = steps.iter().filter_map(|s| s.main_low_water()).min();
+        acker.ack_below(held.unwrap_or(i64::MAX).min(next_offset));
     }
 }

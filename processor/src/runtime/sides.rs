@@ -8,17 +8,19 @@
 //! goes through a forwarder that waits at the run's alignment [`Gate`]
 //! (see `super::align`).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tributary_crds::{JoinSource, SourceSpec, StreamPipelineSpec};
+use tributary_crds::{JoinSource, SourceSpec};
 
+use super::Pipeline;
 use super::align::Gate;
 use crate::flow::{Message, Queue};
-use crate::source::{self, BATCH, SourceError};
+use crate::source::{self, Acker, BATCH, SourceError};
+use crate::step::Step;
+use crate::step::join::Downstream;
 
 /// Partition ids of the `with` source of step `i` start at
 /// `SIDE_PARTITIONS * (i + 1)`, far above any broker's partition count, so
@@ -33,23 +35,34 @@ pub struct Sides {
     started: Vec<i32>,
     /// The indices of the join steps with a `with` source.
     joins: Vec<usize>,
+    /// The `with` sources that acknowledge their records (brokers).
+    acks: Vec<SideAcks>,
     handles: Vec<JoinHandle<()>>,
 }
 
+/// What a broker `with` source has been told is durable.
+struct SideAcks {
+    /// The join step's index.
+    step: usize,
+    acker: Box<dyn Acker>,
+    /// One past the largest offset of the source pushed into the join.
+    next_offset: i64,
+}
+
 impl Sides {
-    /// Starts the `with` source of every `join` step of `spec`, forwarding
-    /// into `queue` through `gate` (the `n`-th join's input is gate input
-    /// `n + 1`).
+    /// Starts the `with` source of every `join` step of the pipeline,
+    /// forwarding into `queue` through `gate` (the `n`-th join's input is
+    /// gate input `n + 1`).
     ///
     /// # Errors
     /// [`SourceError`] when one cannot start.
     pub fn start(
-        spec: &StreamPipelineSpec,
-        base: &Path,
+        pipeline: &Pipeline,
         queue: &Arc<Queue>,
-        stop: &Arc<AtomicBool>,
         gate: Option<&Arc<Gate>>,
     ) -> Result<Self, SourceError> {
+        let spec = &pipeline.spec;
+        let stop = &pipeline.stop;
         let mut sides = Self::default();
         let joins = spec.steps.iter().enumerate();
         let joins = joins.filter_map(|(i, s)| Some((i, s.join.as_ref()?)));
@@ -61,11 +74,22 @@ impl Sides {
                     "more join steps than partition ids",
                 ))?;
             let inner = Arc::new(Queue::new(4 * BATCH, tributary_crds::Overflow::Block, 1.0));
-            let running = start_with(spec, join, base, &inner, stop)?;
+            let mut running =
+                start_with(pipeline, i, join, &inner).map_err(|e| SourceError::Side {
+                    step: i,
+                    source: Box::new(e),
+                })?;
             sides
                 .started
                 .extend(running.partitions.iter().map(|p| p + offset));
             sides.joins.push(i);
+            if let Some(acker) = running.acker.take() {
+                sides.acks.push(SideAcks {
+                    step: i,
+                    acker,
+                    next_offset: i64::MIN,
+                });
+            }
             let input = Input {
                 inner,
                 outer: queue.clone(),
@@ -82,6 +106,33 @@ impl Sides {
             sides.handles.push(handle);
         }
         Ok(sides)
+    }
+
+    /// Notes that offsets of the `with` source of join step `step` up to
+    /// `last` went into the join.
+    pub fn pushed(&mut self, step: usize, last: i64) {
+        if let Some(a) = self.acks.iter_mut().find(|a| a.step == step) {
+            a.next_offset = a.next_offset.max(last.saturating_add(1));
+        }
+    }
+
+    /// After a flush: tells each acknowledging `with` source what is
+    /// durable — everything pushed into its join, except what the join
+    /// still needs (a held record or a partner of one) and what a later
+    /// step still holds a result of.
+    pub fn acknowledge(&mut self, steps: &mut [Box<dyn Step>]) {
+        for a in &mut self.acks {
+            let later = steps.get(a.step + 1..).unwrap_or_default();
+            let downstream = Downstream {
+                low_water: super::chain::low_water(later),
+                empty: later.iter().all(|s| s.state_size() == 0),
+            };
+            let held = steps
+                .get_mut(a.step)
+                .and_then(|s| s.side_low_water(downstream))
+                .unwrap_or(i64::MAX);
+            a.acker.ack_below(held.min(a.next_offset));
+        }
     }
 
     /// The join step a batch of engine partition `p` goes to, if it is a
@@ -113,6 +164,11 @@ pub fn side_spec(main: &SourceSpec, with: &JoinSource) -> SourceSpec {
     SourceSpec {
         file: with.file.clone(),
         generator: with.generator.clone(),
+        redis_streams: with.redis_streams.clone(),
+        nats: with.nats.clone(),
+        pubsub: with.pubsub.clone(),
+        pulsar: with.pulsar.clone(),
+        kinesis: with.kinesis.clone(),
         format: with.format.clone().unwrap_or_else(|| main.format.clone()),
         event_time: with.event_time.clone().or_else(|| main.event_time.clone()),
         watermark: main.watermark.clone(),
@@ -120,26 +176,69 @@ pub fn side_spec(main: &SourceSpec, with: &JoinSource) -> SourceSpec {
     }
 }
 
-/// Starts the `with` source of `join` into `inner`.
+/// Starts the `with` source of `join` (step `i`) into `inner`. A broker
+/// side's default consumer group, durable or lease table is the main
+/// source's default with `-join<i>` appended, so it never shares one with
+/// the main source, even on the same stream.
 fn start_with(
-    spec: &StreamPipelineSpec,
+    pipeline: &Pipeline,
+    i: usize,
     join: &tributary_crds::JoinStep,
-    base: &Path,
     inner: &Arc<Queue>,
-    stop: &Arc<AtomicBool>,
 ) -> Result<source::Running, SourceError> {
+    let spec = &pipeline.spec;
+    let stop = &pipeline.stop;
     let side = side_spec(&spec.source, &join.with);
     if let Some(k) = &join.with.kafka {
         return start_kafka(k, &side, inner, stop);
     }
-    // A file or a generator: no consumer group to name.
-    source::start(
-        &side,
-        base,
-        &source::Owner::default(),
-        inner.clone(),
-        stop.clone(),
-    )
+    let owner = source::Owner {
+        name: pipeline.name.as_ref().map(|n| format!("{n}-join{i}")),
+        namespace: pipeline.namespace.clone(),
+    };
+    if let Some(k) = &join.with.kinesis {
+        return start_kinesis(pipeline, k, &side, &owner, inner);
+    }
+    source::start(&side, &pipeline.base, &owner, inner.clone(), stop.clone())
+}
+
+#[cfg(feature = "kinesis")]
+fn start_kinesis(
+    pipeline: &Pipeline,
+    k: &tributary_crds::KinesisSource,
+    side: &SourceSpec,
+    owner: &source::Owner,
+    inner: &Arc<Queue>,
+) -> Result<source::Running, SourceError> {
+    use crate::connector::kinesis;
+    let name = owner
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-join", k.stream));
+    let ctx = kinesis::source::Context {
+        decoder: source::Decoder::new(side)?,
+        queue: inner.clone(),
+        capacity: 4 * BATCH,
+        stop: pipeline.stop.clone(),
+        table: kinesis::source::table_name(k, Some(&name), owner.namespace.as_deref()),
+        metrics: pipeline.metrics.clone(),
+        pipeline: name,
+        exactly_once: None,
+    };
+    kinesis::start(k, ctx).map_err(|e| SourceError::Client(e.to_string()))
+}
+
+#[cfg(not(feature = "kinesis"))]
+fn start_kinesis(
+    _: &Pipeline,
+    _: &tributary_crds::KinesisSource,
+    _: &SourceSpec,
+    _: &source::Owner,
+    _: &Arc<Queue>,
+) -> Result<source::Running, SourceError> {
+    Err(SourceError::Unsupported(
+        "join.with.kinesis (built without the kinesis feature)",
+    ))
 }
 
 #[cfg(feature = "kafka")]
@@ -256,6 +355,7 @@ mod tests {
         let sides = Sides {
             started: vec![2 * SIDE_PARTITIONS],
             joins: vec![1],
+            acks: Vec::new(),
             handles: Vec::new(),
         };
         assert_eq!(sides.step_of(2 * SIDE_PARTITIONS), Some(1));

@@ -58,6 +58,16 @@ pub enum SourceError {
     /// No kind set.
     #[error("spec.source: no source kind set")]
     Missing,
+    /// The `with` source of a join failed to start; it is read as
+    /// `spec.source` would be, so the inner error names that field.
+    #[error("spec.steps[{step}].join.with (read as spec.source would be): {source}")]
+    Side {
+        /// The join step's index.
+        step: usize,
+        /// What went wrong.
+        #[source]
+        source: Box<SourceError>,
+    },
 }
 
 /// A running source.

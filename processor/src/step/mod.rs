@@ -126,6 +126,22 @@ pub trait Step: Send {
     fn low_water(&self) -> Option<i64> {
         None
     }
+
+    /// [`Step::low_water`] in the numbering of the main source only: a
+    /// join's `with` source numbers its records on its own, so its offsets
+    /// say nothing about the main source's (outside a Kafka repartition
+    /// topic, where both sides share one log).
+    fn main_low_water(&self) -> Option<i64> {
+        self.low_water()
+    }
+
+    /// A join's: the smallest offset of its `with` source that may not be
+    /// acknowledged yet, given what the steps after it hold (`downstream`).
+    /// `None` for every other step, or when nothing is held.
+    fn side_low_water(&mut self, downstream: join::Downstream) -> Option<i64> {
+        let _ = downstream;
+        None
+    }
 }
 
 /// Builds the chain of steps of a spec.

@@ -26,6 +26,7 @@ use crate::expr::{Expr, ExprError};
 use crate::record::Record;
 use crate::sink::DeadLetter;
 use crate::step::window::key::Key;
+pub use state::Downstream;
 use state::{Kernel, Side};
 
 /// A join step.
@@ -55,7 +56,8 @@ impl Join {
             left,
             right,
             kind: spec.kind,
-            kernel: Kernel::new(spec.within.as_millis_i64(), spec.kind),
+            kernel: Kernel::new(spec.within.as_millis_i64(), spec.kind)
+                .tracking_right(spec.with.acknowledges()),
             processing_time: false,
         })
     }
@@ -95,6 +97,9 @@ impl Join {
             } else if key.is_null() {
                 // A null key equals nothing, as in SQL: final at once.
                 if keep {
+                    if side == Side::Right {
+                        self.kernel.emitted_right(&rec);
+                    }
                     emit.out.push(match side {
                         Side::Left => output::left_only(rec),
                         Side::Right => output::right_only(rec),
@@ -142,5 +147,13 @@ impl Step for Join {
 
     fn low_water(&self) -> Option<i64> {
         self.kernel.low_water()
+    }
+
+    fn main_low_water(&self) -> Option<i64> {
+        self.kernel.low_water_of(Side::Left)
+    }
+
+    fn side_low_water(&mut self, downstream: Downstream) -> Option<i64> {
+        self.kernel.right_low_water(downstream)
     }
 }

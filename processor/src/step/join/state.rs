@@ -29,6 +29,16 @@ pub enum Side {
     Right,
 }
 
+impl Side {
+    /// Index of this side's offsets in [`Held::low`].
+    const fn index(self) -> usize {
+        match self {
+            Self::Left => 0,
+            Self::Right => 1,
+        }
+    }
+}
+
 /// A record behind the watermark was not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Late;
@@ -37,9 +47,16 @@ struct Held {
     rec: Record,
     matched: bool,
     seq: u64,
-    /// The smallest offset of this record and every record it paired with:
-    /// a restore must replay its partners too, or it forgets it matched.
-    low: i64,
+    /// The smallest offset of this record and every record it paired with,
+    /// per input (left, right; the two inputs number their records each on
+    /// its own, except behind a repartition topic): a restore must replay
+    /// its partners too, or it forgets it matched.
+    low: [i64; 2],
+    /// A right record's pairs as the later steps see them: the largest
+    /// left offset among them (a pair carries its left record's position),
+    /// `i64::MIN` when it paired with nothing, `i64::MAX` when a pair has
+    /// no offset to follow. See [`Kernel::right_low_water`].
+    paired_up_to: i64,
     /// A replayed record that had left the state before the checkpoint's
     /// watermark: it is back only to restore its partners' `matched`, and
     /// is never released again.
@@ -50,6 +67,36 @@ struct Held {
 fn offset_of(rec: &Record) -> i64 {
     let o = rec.position.offset;
     if o >= 0 { o } else { i64::MAX }
+}
+
+/// A right record that left the state while what it caused may still be
+/// held by a later step: it is not acknowledged until that step let go.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    offset: i64,
+    /// Released once the later steps hold no offset up to this one;
+    /// `i64::MAX` (an unmatched row, which carries no offset): once they
+    /// hold nothing at all.
+    after: i64,
+}
+
+/// What the steps after the join hold, for [`Kernel::right_low_water`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downstream {
+    /// The smallest left offset a later step holds, if any.
+    pub low_water: Option<i64>,
+    /// The later steps hold nothing at all.
+    pub empty: bool,
+}
+
+impl Pending {
+    fn released(&self, d: Downstream) -> bool {
+        if self.after == i64::MAX {
+            d.empty
+        } else {
+            d.low_water.is_none_or(|low| low > self.after)
+        }
+    }
 }
 
 /// The records of one key, both sides.
@@ -79,6 +126,10 @@ pub struct Kernel {
     wm: i64,
     seq: u64,
     held: usize,
+    /// Follow right records past their release (the `with` source
+    /// acknowledges): see [`Kernel::right_low_water`].
+    track_right: bool,
+    pending: Vec<Pending>,
 }
 
 impl Kernel {
@@ -95,7 +146,18 @@ impl Kernel {
             wm: i64::MIN,
             seq: 0,
             held: 0,
+            track_right: false,
+            pending: Vec::new(),
         }
+    }
+
+    /// Follows right records until what they caused left the later steps'
+    /// state too, for [`Kernel::right_low_water`] (a `with` source that
+    /// acknowledges its records).
+    #[must_use]
+    pub fn tracking_right(mut self, yes: bool) -> Self {
+        self.track_right = yes;
+        self
     }
 
     /// The watermark the kernel last saw.
@@ -111,18 +173,54 @@ impl Kernel {
     }
 
     /// The smallest source offset a restore must replay: of every held
-    /// record and of every record one of them paired with. Behind a Kafka
-    /// repartition topic both sides are read from one partition, so both
-    /// count; elsewhere the `with` side's offsets only make acknowledging
-    /// the main source more conservative.
+    /// record and of every record one of them paired with, both inputs.
+    /// Behind a Kafka repartition topic both sides are read from one
+    /// partition, so both count.
     #[must_use]
     pub fn low_water(&self) -> Option<i64> {
+        [Side::Left, Side::Right]
+            .into_iter()
+            .filter_map(|s| self.low_water_of(s))
+            .min()
+    }
+
+    /// The smallest offset of input `side` a restore must replay: of every
+    /// held record of that side and of every partner of a held record.
+    #[must_use]
+    pub fn low_water_of(&self, side: Side) -> Option<i64> {
         self.slots
             .iter()
             .flat_map(|s| s.left.iter().chain(&s.right))
-            .map(|h| h.low)
+            .map(|h| h.low[side.index()])
             .filter(|&o| o != i64::MAX)
             .min()
+    }
+
+    /// The smallest right offset that may not be acknowledged yet, given
+    /// what the later steps hold: a right record is needed while it, or a
+    /// partner, is held here, and after its release while a later step
+    /// still holds a pair or an unmatched row it caused (forgotten
+    /// otherwise: a crash would lose them from that step's state).
+    /// Needs [`Kernel::tracking_right`].
+    pub fn right_low_water(&mut self, downstream: Downstream) -> Option<i64> {
+        self.pending.retain(|p| !p.released(downstream));
+        let pending = self.pending.iter().map(|p| p.offset).min();
+        match (self.low_water_of(Side::Right), pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A right record `rec` was output as an unmatched row (its key is
+    /// null): follow it until the later steps let go.
+    pub fn emitted_right(&mut self, rec: &Record) {
+        let offset = offset_of(rec);
+        if self.track_right && offset != i64::MAX {
+            self.pending.push(Pending {
+                offset,
+                after: i64::MAX,
+            });
+        }
     }
 
     fn slot_for(&mut self, key: Key) -> usize {
@@ -160,7 +258,10 @@ impl Kernel {
             return Err(Late);
         }
         let ghost = ts.saturating_add(self.within) < self.wm;
-        let mut low = offset_of(&rec);
+        let me = side.index();
+        let mut low = [i64::MAX; 2];
+        low[me] = offset_of(&rec);
+        let mut paired_up_to = i64::MIN;
         let i = self.slot_for(key);
         let within = self.within.unsigned_abs();
         let Some(slot) = self.slots.get_mut(i) else {
@@ -173,13 +274,23 @@ impl Kernel {
         let mut matched = false;
         for o in others.iter_mut() {
             if ts.abs_diff(o.rec.event_time) <= within {
-                out.push(match side {
+                let pair = match side {
                     Side::Left => output::joined(&rec, &o.rec),
                     Side::Right => output::joined(&o.rec, &rec),
-                });
+                };
+                // The later steps see the pair at its left record's offset.
+                let seen_at = match pair.position.offset {
+                    o if o >= 0 => o,
+                    _ => i64::MAX,
+                };
+                match side {
+                    Side::Left => o.paired_up_to = o.paired_up_to.max(seen_at),
+                    Side::Right => paired_up_to = paired_up_to.max(seen_at),
+                }
+                out.push(pair);
                 o.matched = true;
-                o.low = o.low.min(offset_of(&rec));
-                low = low.min(o.low);
+                o.low[me] = o.low[me].min(offset_of(&rec));
+                low = [low[0].min(o.low[0]), low[1].min(o.low[1])];
                 matched = true;
             }
         }
@@ -188,6 +299,7 @@ impl Kernel {
             matched,
             seq: self.seq,
             low,
+            paired_up_to,
             ghost,
         };
         self.seq += 1;
@@ -259,11 +371,21 @@ impl Kernel {
             return;
         };
         slot.queued = false;
-        let sides: [(&mut Vec<Held>, bool, Shape); 2] = [
-            (&mut slot.left, self.kind.keeps_left(), output::left_only),
-            (&mut slot.right, self.kind.keeps_right(), output::right_only),
+        let sides: [(&mut Vec<Held>, bool, Shape, Side); 2] = [
+            (
+                &mut slot.left,
+                self.kind.keeps_left(),
+                output::left_only,
+                Side::Left,
+            ),
+            (
+                &mut slot.right,
+                self.kind.keeps_right(),
+                output::right_only,
+                Side::Right,
+            ),
         ];
-        for (held, keep, shape) in sides {
+        for (held, keep, shape, side) in sides {
             if !held.iter().any(&gone) {
                 continue;
             }
@@ -271,6 +393,9 @@ impl Kernel {
                 std::mem::take(held).into_iter().partition(&gone);
             *held = stay;
             self.held -= out.len();
+            if self.track_right && side == Side::Right {
+                follow(&out, keep, &mut self.pending);
+            }
             if keep {
                 // Released now, past the restored watermark: new output
                 // even when the record itself was replayed (a record whose
@@ -300,5 +425,23 @@ impl Kernel {
     fn emit_sorted(&self, mut released: Vec<(i64, u64, Record)>, out: &mut Vec<Record>) {
         released.sort_by_key(|(ts, seq, _)| (*ts, *seq));
         out.extend(released.into_iter().map(|(_, _, r)| r));
+    }
+}
+
+/// Right records leaving the state: those whose pairs, or whose unmatched
+/// row (`unmatched_out`: the join keeps the right side), later steps may
+/// still hold are followed as [`Pending`].
+fn follow(out: &[Held], unmatched_out: bool, pending: &mut Vec<Pending>) {
+    for h in out {
+        let offset = offset_of(&h.rec);
+        let unmatched_row = unmatched_out && !(h.matched || h.ghost);
+        let after = if unmatched_row {
+            i64::MAX
+        } else {
+            h.paired_up_to
+        };
+        if offset != i64::MAX && after != i64::MIN {
+            pending.push(Pending { offset, after });
+        }
     }
 }

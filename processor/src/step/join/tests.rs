@@ -331,3 +331,99 @@ fn the_low_water_mark_covers_the_partners_of_held_records() {
     // "r" left the state; "l" stays and must bring "r" back on a restore.
     assert_eq!((j.state_size(), j.low_water()), (1, Some(3)));
 }
+
+/// A join whose `with` source acknowledges (a Redis stream): it follows
+/// its right records for [`Step::side_low_water`].
+fn acknowledging(kind: &str, within: &str) -> Join {
+    let spec: JoinStep = serde_yaml_ng::from_str(&format!(
+        "{{with: {{redisStreams: {{url: 'redis://r', stream: s}}}}, type: {kind}, on: {{left: event.k, right: other.k}}, within: {within}}}"
+    ))
+    .unwrap();
+    Join::new("join-0".into(), &spec, &crate::expr::env()).unwrap()
+}
+
+const NOTHING_LATER: super::Downstream = super::Downstream {
+    low_water: None,
+    empty: true,
+};
+
+#[test]
+fn each_input_has_its_own_low_water_and_partners_hold_both() {
+    let mut j = acknowledging("inner", "100ms");
+    left(&mut j, vec![rec("l", json!("a"), 1_000, 40)]);
+    right(&mut j, vec![rec("r", json!("b"), 1_000, 3)]);
+    assert_eq!(
+        j.main_low_water(),
+        Some(40),
+        "the right offset is not the main's"
+    );
+    assert_eq!(j.side_low_water(NOTHING_LATER), Some(3));
+    assert_eq!(
+        j.low_water(),
+        Some(3),
+        "behind a repartition topic both count"
+    );
+    // "r2" pairs with "l", then leaves; "l" stays and needs "r2" back.
+    right(&mut j, vec![rec("r2", json!("a"), 1_050, 7)]);
+    watermark(&mut j, 1_101);
+    assert_eq!(j.state_size(), 1);
+    assert_eq!(j.main_low_water(), Some(40));
+    assert_eq!(j.side_low_water(NOTHING_LATER), Some(7));
+    watermark(&mut j, 1_151);
+    assert_eq!(
+        (j.main_low_water(), j.side_low_water(NOTHING_LATER)),
+        (None, None)
+    );
+}
+
+#[test]
+fn a_right_record_waits_for_the_later_steps_to_let_go_of_its_pairs() {
+    let mut j = acknowledging("inner", "10ms");
+    left(&mut j, vec![rec("l", json!("a"), 100, 40)]);
+    right(&mut j, vec![rec("r", json!("a"), 100, 3)]);
+    watermark(&mut j, 200);
+    assert_eq!(j.state_size(), 0);
+    // A later window holds the pair (at the left offset, 40).
+    let holding = |low| super::Downstream {
+        low_water: Some(low),
+        empty: false,
+    };
+    assert_eq!(j.side_low_water(holding(40)), Some(3));
+    assert_eq!(j.side_low_water(holding(41)), None, "past the pair");
+    // Let go once: forgotten for good.
+    assert_eq!(j.side_low_water(holding(0)), None);
+}
+
+#[test]
+fn an_unmatched_right_row_waits_until_the_later_steps_hold_nothing() {
+    let mut j = acknowledging("right", "10ms");
+    right(
+        &mut j,
+        vec![
+            rec("r", json!("a"), 100, 3),
+            rec("nokey", Value::Null, 100, 4),
+        ],
+    );
+    let e = watermark(&mut j, 200);
+    assert_eq!(shown(&e), ["-/r@100"]);
+    // The unmatched rows carry no offset: only an empty later state
+    // shows they left it.
+    let busy = super::Downstream {
+        low_water: None,
+        empty: false,
+    };
+    assert_eq!(j.side_low_water(busy), Some(3));
+    assert_eq!(j.side_low_water(NOTHING_LATER), None);
+}
+
+#[test]
+fn a_join_whose_side_does_not_acknowledge_follows_nothing() {
+    let mut j = join("right", "10ms");
+    right(&mut j, vec![rec("r", json!("a"), 100, 3)]);
+    watermark(&mut j, 200);
+    let busy = super::Downstream {
+        low_water: None,
+        empty: false,
+    };
+    assert_eq!(j.side_low_water(busy), None);
+}
