@@ -141,11 +141,8 @@ impl JoinSource {
     /// say when it no longer needs one.
     #[must_use]
     pub fn acknowledges(&self) -> bool {
-        self.kinesis.is_some()
-            || self.redis_streams.is_some()
-            || self.nats.is_some()
-            || self.pubsub.is_some()
-            || self.pulsar.is_some()
+        let brokers = ["kinesis", "redisStreams", "nats", "pubsub", "pulsar"];
+        self.kinds().iter().any(|k| brokers.contains(k))
     }
 }
 

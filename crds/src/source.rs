@@ -87,6 +87,19 @@ impl SourceKind<'_> {
 }
 
 impl SourceSpec {
+    /// Whether the source acknowledges its records to a broker that
+    /// redelivers the rest (Kinesis, Redis Streams, NATS, Pub/Sub,
+    /// Pulsar); Kafka commits offsets instead, files and generators are
+    /// read again from their start.
+    #[must_use]
+    pub fn acknowledges(&self) -> bool {
+        self.kinesis.is_some()
+            || self.redis_streams.is_some()
+            || self.nats.is_some()
+            || self.pubsub.is_some()
+            || self.pulsar.is_some()
+    }
+
     /// Every source kind that is set (a valid spec has exactly one).
     #[must_use]
     pub fn kinds(&self) -> Vec<SourceKind<'_>> {

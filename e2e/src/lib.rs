@@ -37,6 +37,7 @@ pub mod operator;
 pub mod poll;
 pub mod process;
 pub mod pubsub;
+pub mod redis_stream;
 pub mod runner;
 pub mod server;
 pub mod tools;

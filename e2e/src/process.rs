@@ -62,6 +62,14 @@ pub enum Error {
         /// The tails of the fleet's logs.
         logs: String,
     },
+    /// Replicas exited with a failure after SIGTERM.
+    #[error("replicas failed to stop cleanly: {failed:?}\n{logs}")]
+    Unclean {
+        /// Slot names and exit statuses.
+        failed: Vec<(String, ExitStatus)>,
+        /// The tails of the fleet's logs.
+        logs: String,
+    },
 }
 
 /// Result of fleet operations.
@@ -370,6 +378,25 @@ impl Fleet {
     pub async fn stop_all(&mut self, timeout: Duration) -> Result<Vec<(String, ExitStatus)>> {
         let running = self.running();
         self.stop_many(&running, timeout).await
+    }
+
+    /// Ends a run: no replica may have exited on its own, and every one
+    /// must exit cleanly on SIGTERM within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crashed`], [`Error::Stuck`] or [`Error::Unclean`].
+    pub async fn finish(&mut self, timeout: Duration) -> Result<()> {
+        self.check_alive()?;
+        let failed = self.stop_all(timeout).await?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unclean {
+                failed,
+                logs: self.log_tails(20),
+            })
+        }
     }
 
     /// Stops the replicas of `slots` together (SIGTERM to each, then waits

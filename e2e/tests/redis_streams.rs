@@ -13,13 +13,8 @@ use tributary_e2e::fixture::{testbed as bed, unique};
 use tributary_e2e::numbered::duplicates_if_complete;
 use tributary_e2e::poll;
 use tributary_e2e::process::{Fleet, tributary_bin};
+use tributary_e2e::redis_stream::{self, connect, pending};
 use tributary_e2e::server::{Server, free_port};
-
-async fn connect(url: &str) -> Result<MultiplexedConnection> {
-    Ok(redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?)
-}
 
 /// Adds `{"n": i}` entries for `range`, `per_second` at most.
 async fn produce(
@@ -28,70 +23,20 @@ async fn produce(
     range: std::ops::Range<u64>,
     per_second: u64,
 ) -> Result<()> {
-    let mut con = connect(url).await?;
-    let chunk = (per_second / 10).max(1);
-    let mut next = range.start;
-    while next < range.end {
-        let end = (next + chunk).min(range.end);
-        let mut pipe = redis::pipe();
-        for i in next..end {
-            pipe.cmd("XADD")
-                .arg(stream)
-                .arg("*")
-                .arg("data")
-                .arg(format!(r#"{{"n": {i}}}"#))
-                .arg("origin")
-                .arg("e2e")
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut con).await?;
-        next = end;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    let data: Vec<String> = range.map(|i| format!(r#"{{"n": {i}}}"#)).collect();
+    let per_second = usize::try_from(per_second)?;
+    redis_stream::add_paced(url, stream, &data, per_second, &[("origin", "e2e")]).await
 }
 
 /// How many times each `n` appears in the `data` fields of `stream`.
 async fn numbers(con: &mut MultiplexedConnection, stream: &str) -> Result<BTreeMap<u64, u32>> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(con)
-        .await?;
     let mut seen = BTreeMap::new();
-    for e in reply.ids {
-        let data: String = e.get("data").context("an output entry without data")?;
+    for data in redis_stream::data(con, stream).await? {
         let v: Value = serde_json::from_str(&data)?;
         let n = v["n"].as_u64().with_context(|| format!("no n in {data}"))?;
         *seen.entry(n).or_insert(0) += 1;
     }
     Ok(seen)
-}
-
-/// Pending entries of `group`, in total and for `consumer`.
-async fn pending(
-    con: &mut MultiplexedConnection,
-    stream: &str,
-    group: &str,
-    consumer: &str,
-) -> Result<(u64, u64)> {
-    let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg(group)
-        .query_async(con)
-        .await?;
-    Ok(match reply {
-        redis::streams::StreamPendingReply::Data(d) => {
-            let mine = d
-                .consumers
-                .iter()
-                .find(|c| c.name == consumer)
-                .map_or(0, |c| c.pending as u64);
-            (d.count as u64, mine)
-        }
-        _ => (0, 0),
-    })
 }
 
 /// Waits until every number of `0..n` is in `stream`; returns the duplicates.

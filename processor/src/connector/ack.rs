@@ -5,7 +5,8 @@
 //! it (a Redis entry ID, a JetStream ack subject). The engine's
 //! [`Acker`](crate::source::Acker) only raises a shared mark; the source
 //! thread reads the mark between reads and acknowledges every handle
-//! below it, so acknowledgements go out on the source's own connection.
+//! below it, so acknowledgements go out on the source's own connection,
+//! and then confirms how far it got ([`Mark::done`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,32 +14,48 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::source::{Acker, Running, SourceError};
 
+/// The mark the engine raises and the one the source confirmed.
+#[derive(Default)]
+struct Marks {
+    asked: AtomicI64,
+    done: AtomicI64,
+}
+
 /// The engine's side: raises the mark.
-struct MarkAcker(Arc<AtomicI64>);
+struct MarkAcker(Arc<Marks>);
 
 impl Acker for MarkAcker {
     fn ack_below(&mut self, below: i64) {
-        self.0.fetch_max(below, Ordering::Relaxed);
+        self.0.asked.fetch_max(below, Ordering::Relaxed);
+    }
+
+    fn confirmed_below(&self) -> Option<i64> {
+        Some(self.0.done.load(Ordering::Acquire))
     }
 }
 
 /// The source's side of the mark: every sequence number below
 /// [`Mark::get`] is durable.
 #[derive(Clone)]
-pub struct Mark(Arc<AtomicI64>);
+pub struct Mark(Arc<Marks>);
 
 impl Mark {
     /// A mark at 0 and the [`Acker`] that raises it.
     #[must_use]
     pub fn new() -> (Self, Box<dyn Acker>) {
-        let shared = Arc::new(AtomicI64::new(0));
+        let shared = Arc::new(Marks::default());
         (Self(shared.clone()), Box::new(MarkAcker(shared)))
     }
 
     /// Sequence numbers below this are durable.
     #[must_use]
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.asked.load(Ordering::Relaxed)
+    }
+
+    /// Everything below `below` was acknowledged at the broker.
+    pub fn done(&self, below: i64) {
+        self.0.done.fetch_max(below, Ordering::Release);
     }
 }
 
@@ -149,5 +166,9 @@ mod tests {
         acker.ack_below(5);
         acker.ack_below(3);
         assert_eq!(mark.get(), 5);
+        assert_eq!(acker.confirmed_below(), Some(0), "nothing confirmed yet");
+        mark.done(4);
+        mark.done(2);
+        assert_eq!(acker.confirmed_below(), Some(4));
     }
 }

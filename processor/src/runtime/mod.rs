@@ -346,8 +346,7 @@ impl Pipeline {
             if last_flush.elapsed() >= flush_every {
                 last_flush = Instant::now();
                 outputs.flush(&m)?;
-                acknowledge(&mut running, &steps, next_offset);
-                sides.acknowledge(&mut steps);
+                sides.acknowledge(running.acker.as_mut(), &mut steps, next_offset);
             }
             if watermarks.all_ended() && queue.is_empty() {
                 break Ok(());
@@ -360,8 +359,7 @@ impl Pipeline {
             finish(&mut steps, &mut outputs, &m)?;
         }
         outputs.flush(&m)?;
-        acknowledge(&mut running, &steps, next_offset);
-        sides.acknowledge(&mut steps);
+        sides.acknowledge(running.acker.as_mut(), &mut steps, next_offset);
         let _ = running.handle.join();
         sides.join();
         Ok(Summary {
@@ -457,14 +455,5 @@ impl Pipeline {
             queue.clone(),
             self.stop.clone(),
         )?)
-    }
-}
-
-/// Tells an acknowledging source what is durable after a flush: everything
-/// pushed so far, except what a step still holds in its state.
-fn acknowledge(running: &mut source::Running, steps: &[Box<dyn step::Step>], next_offset: i64) {
-    if let Some(acker) = running.acker.as_mut() {
-        let held = steps.iter().filter_map(|s| s.main_low_water()).min();
-        acker.ack_below(held.unwrap_or(i64::MAX).min(next_offset));
     }
 }

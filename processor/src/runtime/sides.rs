@@ -37,6 +37,8 @@ pub struct Sides {
     joins: Vec<usize>,
     /// The `with` sources that acknowledge their records (brokers).
     acks: Vec<SideAcks>,
+    /// The mark the main source was last told.
+    main_asked: i64,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -47,6 +49,13 @@ struct SideAcks {
     acker: Box<dyn Acker>,
     /// One past the largest offset of the source pushed into the join.
     next_offset: i64,
+    /// The mark it was last told.
+    asked: i64,
+}
+
+/// Where `acker` confirmed it acknowledged up to, else what it was `asked`.
+fn confirmed(acker: &dyn Acker, asked: i64) -> i64 {
+    acker.confirmed_below().unwrap_or(asked)
 }
 
 impl Sides {
@@ -88,6 +97,7 @@ impl Sides {
                     step: i,
                     acker,
                     next_offset: i64::MIN,
+                    asked: 0,
                 });
             }
             let input = Input {
@@ -116,22 +126,57 @@ impl Sides {
         }
     }
 
-    /// After a flush: tells each acknowledging `with` source what is
-    /// durable — everything pushed into its join, except what the join
-    /// still needs (a held record or a partner of one) and what a later
-    /// step still holds a result of.
-    pub fn acknowledge(&mut self, steps: &mut [Box<dyn Step>]) {
-        for a in &mut self.acks {
+    /// After a flush: tells the main source (`main`, when it acknowledges)
+    /// and every acknowledging `with` source what is durable — everything
+    /// pushed so far (`next_main`: one past the main source's largest
+    /// offset), except what a step still holds, what a step after a join
+    /// still holds a result of, and the partners a redelivered record
+    /// would need (see `step::join`'s `acks`).
+    pub fn acknowledge(
+        &mut self,
+        main: Option<&mut Box<dyn Acker>>,
+        steps: &mut [Box<dyn Step>],
+        next_main: i64,
+    ) {
+        // What the brokers confirmed: below these, nothing comes back.
+        let main_done = main
+            .as_deref()
+            .map_or(i64::MIN, |a| confirmed(a.as_ref(), self.main_asked));
+        let mut main_mark = match &main {
+            Some(_) => {
+                let held = steps.iter().filter_map(|s| s.main_low_water()).min();
+                held.unwrap_or(i64::MAX).min(next_main)
+            }
+            // Read again from its start: nothing of it is acknowledged.
+            None => i64::MIN,
+        };
+        let mut marks = Vec::with_capacity(self.acks.len());
+        for a in &self.acks {
+            let done = confirmed(a.acker.as_ref(), a.asked);
             let later = steps.get(a.step + 1..).unwrap_or_default();
             let downstream = Downstream {
                 low_water: super::chain::low_water(later),
                 empty: later.iter().all(|s| s.state_size() == 0),
             };
-            let held = steps
-                .get_mut(a.step)
-                .and_then(|s| s.side_low_water(downstream))
-                .unwrap_or(i64::MAX);
-            a.acker.ack_below(held.min(a.next_offset));
+            let Some(step) = steps.get_mut(a.step) else {
+                marks.push(a.next_offset);
+                continue;
+            };
+            step.acked(main_done, done);
+            let held = step.side_low_water(downstream).unwrap_or(i64::MAX);
+            // Each mark only as far as the other input's confirmed one
+            // lets a redelivered record meet a partner again.
+            let (m, side) = step.cross_marks(main_mark, held.min(a.next_offset), (main_done, done));
+            main_mark = m;
+            marks.push(side);
+        }
+        if let Some(acker) = main {
+            acker.ack_below(main_mark);
+            self.main_asked = self.main_asked.max(main_mark);
+        }
+        for (a, mark) in self.acks.iter_mut().zip(marks) {
+            a.acker.ack_below(mark);
+            a.asked = a.asked.max(mark);
         }
     }
 
@@ -356,6 +401,7 @@ mod tests {
             started: vec![2 * SIDE_PARTITIONS],
             joins: vec![1],
             acks: Vec::new(),
+            main_asked: 0,
             handles: Vec::new(),
         };
         assert_eq!(sides.step_of(2 * SIDE_PARTITIONS), Some(1));

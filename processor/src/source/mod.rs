@@ -107,6 +107,16 @@ pub struct Owner {
 pub trait Acker: Send {
     /// Records with `position.offset < below` are durable; acknowledge them.
     fn ack_below(&mut self, below: i64);
+
+    /// Every record below this has been acknowledged at the broker, as far
+    /// as the source knows; `None` when it does not say (the engine then
+    /// takes what it asked for as done). A join whose two inputs both
+    /// acknowledge raises one input's mark only as far as the other's
+    /// confirmed one allows, because the two are applied on different
+    /// threads and a crash can fall between them.
+    fn confirmed_below(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Starts the source of `spec`, pushing into `queue` until it ends or

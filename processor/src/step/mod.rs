@@ -142,6 +142,21 @@ pub trait Step: Send {
         let _ = downstream;
         None
     }
+
+    /// A join's: lowers the acknowledgement marks `main` and `side` so
+    /// that no released record redelivered after a crash would miss every
+    /// partner it had; `confirmed` (main, side) are what the two brokers
+    /// confirmed, below which nothing comes back.
+    fn cross_marks(&self, main: i64, side: i64, confirmed: (i64, i64)) -> (i64, i64) {
+        let _ = confirmed;
+        (main, side)
+    }
+
+    /// A join's: the main source confirmed it acknowledged below `main`,
+    /// its `with` source below `side`.
+    fn acked(&mut self, main: i64, side: i64) {
+        let _ = (main, side);
+    }
 }
 
 /// Builds the chain of steps of a spec.
@@ -247,7 +262,10 @@ pub fn build_stage(
             Some(StepKind::Join(j)) => {
                 let processing_time = spec.source.event_time.is_none();
                 match join::Join::new(name, j, &env) {
-                    Ok(join) => Box::new(join.in_processing_time(processing_time)),
+                    Ok(join) => Box::new(
+                        join.in_processing_time(processing_time)
+                            .main_acknowledges(spec.source.acknowledges(), j),
+                    ),
                     Err((field, source)) => {
                         return Err(StepError::Expr {
                             path: format!("{}.{field}", path("join")),

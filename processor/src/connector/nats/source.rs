@@ -67,6 +67,8 @@ struct Reader {
     /// Stream sequences in the ledger, to skip redeliveries of held messages.
     held: HashSet<u64>,
     last_progress: Instant,
+    /// Acknowledgements were published but not flushed yet.
+    unflushed: bool,
 }
 
 /// The durable name: the spec's, else `<namespace>-<name>` (JetStream
@@ -147,6 +149,7 @@ pub fn start(
         ledger: Ledger::default(),
         held: HashSet::new(),
         last_progress: Instant::now(),
+        unflushed: false,
     };
     ack::spawn("nats", move |mark| {
         rt.block_on(reader.run(&decoder, &queue, &stop, &mark));
@@ -188,13 +191,29 @@ impl Reader {
     }
 
     /// Acknowledges every message below the engine's mark.
+    /// Acknowledgements are plain publishes: they are confirmed once the
+    /// client flushed them to the server.
     async fn acknowledge(&mut self, mark: &Mark) {
-        for h in self.ledger.release_below(mark.get()) {
+        let below = mark.get();
+        let released = self.ledger.release_below(below);
+        if released.is_empty() && !self.unflushed {
+            mark.done(below);
+            return;
+        }
+        for h in released {
             self.held.remove(&h.stream_seq);
             // A lost acknowledgement only means a redelivery.
             if let Err(e) = h.acker.ack().await {
                 tracing::debug!(error = %e, "acknowledgement not sent");
             }
+        }
+        self.unflushed = true;
+        match self.client.flush().await {
+            Ok(()) => {
+                self.unflushed = false;
+                mark.done(below);
+            }
+            Err(e) => tracing::debug!(error = %e, "acknowledgements not flushed"),
         }
     }
 

@@ -236,7 +236,8 @@ impl Reader {
 
     /// `XACK`s every entry below the engine's mark (and deleted ones).
     async fn acknowledge(&mut self, mark: &Mark) -> redis::RedisResult<()> {
-        for id in self.ledger.release_below(mark.get()) {
+        let below = mark.get();
+        for id in self.ledger.release_below(below) {
             self.held.remove(&id);
             self.to_ack.push(id);
         }
@@ -249,6 +250,7 @@ impl Reader {
             self.conn.query::<i64>(&cmd).await?;
             self.to_ack.drain(..n);
         }
+        mark.done(below);
         Ok(())
     }
 

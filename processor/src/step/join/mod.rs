@@ -10,6 +10,7 @@
 //! The runtime starts the `with` source next to the main one and hands its
 //! batches to [`Step::process_other`]; everything else is an ordinary step.
 
+mod acks;
 mod output;
 #[cfg(test)]
 mod proptests;
@@ -26,7 +27,7 @@ use crate::expr::{Expr, ExprError};
 use crate::record::Record;
 use crate::sink::DeadLetter;
 use crate::step::window::key::Key;
-pub use state::Downstream;
+pub use acks::Downstream;
 use state::{Kernel, Side};
 
 /// A join step.
@@ -56,10 +57,18 @@ impl Join {
             left,
             right,
             kind: spec.kind,
-            kernel: Kernel::new(spec.within.as_millis_i64(), spec.kind)
-                .tracking_right(spec.with.acknowledges()),
+            kernel: Kernel::new(spec.within.as_millis_i64(), spec.kind),
             processing_time: false,
         })
+    }
+
+    /// Keeps what acknowledging sources need (see `acks`): the `with`
+    /// source's kind says whether it acknowledges; `main`, whether the
+    /// main source does.
+    #[must_use]
+    pub fn main_acknowledges(mut self, main: bool, spec: &JoinStep) -> Self {
+        self.kernel = self.kernel.acknowledging(spec.with.acknowledges(), main);
+        self
     }
 
     /// In processing time (no `eventTime`) a record stamped before the
@@ -155,5 +164,13 @@ impl Step for Join {
 
     fn side_low_water(&mut self, downstream: Downstream) -> Option<i64> {
         self.kernel.right_low_water(downstream)
+    }
+
+    fn cross_marks(&self, main: i64, side: i64, confirmed: (i64, i64)) -> (i64, i64) {
+        self.kernel.cross_marks(main, side, confirmed)
+    }
+
+    fn acked(&mut self, main: i64, side: i64) {
+        self.kernel.acked(main, side);
     }
 }

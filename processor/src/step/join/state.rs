@@ -16,6 +16,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use tributary_crds::JoinType;
 
+use super::acks::{Acks, Downstream};
 use super::output;
 use crate::record::Record;
 use crate::step::window::key::Key;
@@ -31,7 +32,7 @@ pub enum Side {
 
 impl Side {
     /// Index of this side's offsets in [`Held::low`].
-    const fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         match self {
             Self::Left => 0,
             Self::Right => 1,
@@ -47,15 +48,20 @@ struct Held {
     rec: Record,
     matched: bool,
     seq: u64,
-    /// The smallest offset of this record and every record it paired with,
-    /// per input (left, right; the two inputs number their records each on
-    /// its own, except behind a repartition topic): a restore must replay
-    /// its partners too, or it forgets it matched.
+    /// The smallest offset of this record and of every record it paired
+    /// with, per input (left, right; the two inputs number their records
+    /// each on its own, except behind a repartition topic): a restore must
+    /// replay its partners too, or it forgets it matched. Direct partners
+    /// only: a partner still held keeps its own partners.
     low: [i64; 2],
+    /// The largest offset among its partners (of the other input),
+    /// `i64::MIN` without any: once released, it needs one of them back
+    /// if it comes back itself (see [`super::acks`]).
+    high: i64,
     /// A right record's pairs as the later steps see them: the largest
     /// left offset among them (a pair carries its left record's position),
     /// `i64::MIN` when it paired with nothing, `i64::MAX` when a pair has
-    /// no offset to follow. See [`Kernel::right_low_water`].
+    /// no offset to follow. See [`super::acks`].
     paired_up_to: i64,
     /// A replayed record that had left the state before the checkpoint's
     /// watermark: it is back only to restore its partners' `matched`, and
@@ -67,36 +73,6 @@ struct Held {
 fn offset_of(rec: &Record) -> i64 {
     let o = rec.position.offset;
     if o >= 0 { o } else { i64::MAX }
-}
-
-/// A right record that left the state while what it caused may still be
-/// held by a later step: it is not acknowledged until that step let go.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    offset: i64,
-    /// Released once the later steps hold no offset up to this one;
-    /// `i64::MAX` (an unmatched row, which carries no offset): once they
-    /// hold nothing at all.
-    after: i64,
-}
-
-/// What the steps after the join hold, for [`Kernel::right_low_water`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Downstream {
-    /// The smallest left offset a later step holds, if any.
-    pub low_water: Option<i64>,
-    /// The later steps hold nothing at all.
-    pub empty: bool,
-}
-
-impl Pending {
-    fn released(&self, d: Downstream) -> bool {
-        if self.after == i64::MAX {
-            d.empty
-        } else {
-            d.low_water.is_none_or(|low| low > self.after)
-        }
-    }
 }
 
 /// The records of one key, both sides.
@@ -126,10 +102,8 @@ pub struct Kernel {
     wm: i64,
     seq: u64,
     held: usize,
-    /// Follow right records past their release (the `with` source
-    /// acknowledges): see [`Kernel::right_low_water`].
-    track_right: bool,
-    pending: Vec<Pending>,
+    /// What acknowledging sources are told.
+    acks: Acks,
 }
 
 impl Kernel {
@@ -146,17 +120,16 @@ impl Kernel {
             wm: i64::MIN,
             seq: 0,
             held: 0,
-            track_right: false,
-            pending: Vec::new(),
+            acks: Acks::default(),
         }
     }
 
-    /// Follows right records until what they caused left the later steps'
-    /// state too, for [`Kernel::right_low_water`] (a `with` source that
-    /// acknowledges its records).
+    /// Keeps what acknowledging sources need to know (see
+    /// [`super::acks`]): `side`, the `with` source acknowledges; `main`,
+    /// the main source does.
     #[must_use]
-    pub fn tracking_right(mut self, yes: bool) -> Self {
-        self.track_right = yes;
+    pub fn acknowledging(mut self, side: bool, main: bool) -> Self {
+        self.acks = Acks::new(side, main, self.kind);
         self
     }
 
@@ -199,28 +172,32 @@ impl Kernel {
     /// The smallest right offset that may not be acknowledged yet, given
     /// what the later steps hold: a right record is needed while it, or a
     /// partner, is held here, and after its release while a later step
-    /// still holds a pair or an unmatched row it caused (forgotten
-    /// otherwise: a crash would lose them from that step's state).
-    /// Needs [`Kernel::tracking_right`].
+    /// still holds a pair or an unmatched row it caused.
     pub fn right_low_water(&mut self, downstream: Downstream) -> Option<i64> {
-        self.pending.retain(|p| !p.released(downstream));
-        let pending = self.pending.iter().map(|p| p.offset).min();
+        let pending = self.acks.downstream(downstream);
         match (self.low_water_of(Side::Right), pending) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// A right record `rec` was output as an unmatched row (its key is
-    /// null): follow it until the later steps let go.
+    /// Lowers the acknowledgement marks of both inputs so that neither
+    /// redelivers a released record without one of its partners, given
+    /// what the brokers `confirmed` (see [`super::acks`]).
+    #[must_use]
+    pub fn cross_marks(&self, main: i64, side: i64, confirmed: (i64, i64)) -> (i64, i64) {
+        self.acks.cross(main, side, confirmed)
+    }
+
+    /// Both inputs confirmed they acknowledged everything below these marks.
+    pub fn acked(&mut self, main: i64, side: i64) {
+        self.acks.acked(main, side);
+    }
+
+    /// A right record `rec` was output as an unmatched row at once (its key
+    /// is null).
     pub fn emitted_right(&mut self, rec: &Record) {
-        let offset = offset_of(rec);
-        if self.track_right && offset != i64::MAX {
-            self.pending.push(Pending {
-                offset,
-                after: i64::MAX,
-            });
-        }
+        self.acks.emitted_right(offset_of(rec));
     }
 
     fn slot_for(&mut self, key: Key) -> usize {
@@ -261,6 +238,7 @@ impl Kernel {
         let me = side.index();
         let mut low = [i64::MAX; 2];
         low[me] = offset_of(&rec);
+        let mut high = i64::MIN;
         let mut paired_up_to = i64::MIN;
         let i = self.slot_for(key);
         let within = self.within.unsigned_abs();
@@ -290,7 +268,9 @@ impl Kernel {
                 out.push(pair);
                 o.matched = true;
                 o.low[me] = o.low[me].min(offset_of(&rec));
-                low = [low[0].min(o.low[0]), low[1].min(o.low[1])];
+                o.high = o.high.max(offset_of(&rec));
+                low[1 - me] = low[1 - me].min(offset_of(&o.rec));
+                high = high.max(offset_of(&o.rec));
                 matched = true;
             }
         }
@@ -299,6 +279,7 @@ impl Kernel {
             matched,
             seq: self.seq,
             low,
+            high,
             paired_up_to,
             ghost,
         };
@@ -393,8 +374,15 @@ impl Kernel {
                 std::mem::take(held).into_iter().partition(&gone);
             *held = stay;
             self.held -= out.len();
-            if self.track_right && side == Side::Right {
-                follow(&out, keep, &mut self.pending);
+            for h in &out {
+                let unmatched_row = keep && !(h.matched || h.ghost);
+                self.acks.leaving(
+                    side,
+                    offset_of(&h.rec),
+                    h.high,
+                    h.paired_up_to,
+                    unmatched_row,
+                );
             }
             if keep {
                 // Released now, past the restored watermark: new output
@@ -425,23 +413,5 @@ impl Kernel {
     fn emit_sorted(&self, mut released: Vec<(i64, u64, Record)>, out: &mut Vec<Record>) {
         released.sort_by_key(|(ts, seq, _)| (*ts, *seq));
         out.extend(released.into_iter().map(|(_, _, r)| r));
-    }
-}
-
-/// Right records leaving the state: those whose pairs, or whose unmatched
-/// row (`unmatched_out`: the join keeps the right side), later steps may
-/// still hold are followed as [`Pending`].
-fn follow(out: &[Held], unmatched_out: bool, pending: &mut Vec<Pending>) {
-    for h in out {
-        let offset = offset_of(&h.rec);
-        let unmatched_row = unmatched_out && !(h.matched || h.ghost);
-        let after = if unmatched_row {
-            i64::MAX
-        } else {
-            h.paired_up_to
-        };
-        if offset != i64::MAX && after != i64::MIN {
-            pending.push(Pending { offset, after });
-        }
     }
 }

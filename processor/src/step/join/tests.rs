@@ -339,7 +339,9 @@ fn acknowledging(kind: &str, within: &str) -> Join {
         "{{with: {{redisStreams: {{url: 'redis://r', stream: s}}}}, type: {kind}, on: {{left: event.k, right: other.k}}, within: {within}}}"
     ))
     .unwrap();
-    Join::new("join-0".into(), &spec, &crate::expr::env()).unwrap()
+    Join::new("join-0".into(), &spec, &crate::expr::env())
+        .unwrap()
+        .main_acknowledges(true, &spec)
 }
 
 const NOTHING_LATER: super::Downstream = super::Downstream {
@@ -426,4 +428,31 @@ fn a_join_whose_side_does_not_acknowledge_follows_nothing() {
         empty: false,
     };
     assert_eq!(j.side_low_water(busy), None);
+}
+
+#[test]
+fn a_released_outer_record_that_may_come_back_keeps_a_partner_unacknowledged() {
+    let mut j = acknowledging("left", "10ms");
+    left(&mut j, vec![rec("l", json!("a"), 100, 40)]);
+    right(
+        &mut j,
+        vec![rec("r", json!("a"), 100, 3), rec("r2", json!("a"), 105, 5)],
+    );
+    watermark(&mut j, 200);
+    assert_eq!(j.state_size(), 0);
+    assert_eq!(j.side_low_water(NOTHING_LATER), None);
+    // The main source is not past "l" yet: after a crash "l" comes back
+    // and must meet "r" or "r2" again, or it would be output as unmatched.
+    assert_eq!(j.cross_marks(50, 100, (40, 0)), (50, 5));
+    assert_eq!(
+        j.cross_marks(50, 100, (41, 0)),
+        (50, 100),
+        "the main confirmed past it"
+    );
+    j.acked(41, 0);
+    assert_eq!(
+        j.cross_marks(50, 100, (0, 0)),
+        (50, 100),
+        "forgotten once confirmed"
+    );
 }
