@@ -189,6 +189,24 @@ checkpoint: {{interval: 1s}}
         })
     }
 
+    /// Waits for every row of `want` (a nested-loop `kind` join) in the
+    /// output, each once: a run without failures repeats nothing.
+    async fn exactly(&self, want: &BTreeMap<String, u32>, fleet: &Fleet, kind: &str) -> Result<()> {
+        let repeats = poll::until(
+            &format!("every row of the nested-loop {kind} join"),
+            Duration::from_secs(90),
+            Duration::from_millis(300),
+            || async { compare(&self.rows()?, want) },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
+        ensure!(
+            repeats == 0,
+            "{repeats} rows repeated in a run without failures"
+        );
+        Ok(())
+    }
+
     /// The rows in the output file so far.
     fn rows(&self) -> Result<BTreeMap<String, u32>> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
@@ -371,18 +389,7 @@ async fn a_nats_side_is_joined_and_acknowledged_once_released() -> Result<()> {
     js.publish(format!("{name}.p"), tick.to_string().into())
         .await?
         .await?;
-    let repeats = poll::until(
-        "every row of the nested-loop full join",
-        Duration::from_secs(90),
-        Duration::from_millis(300),
-        || async { compare(&main.rows()?, &want) },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
-    ensure!(
-        repeats == 0,
-        "{repeats} rows repeated in a run without failures"
-    );
+    main.exactly(&want, &fleet, "full").await?;
     poll::until(
         "only the tick unacknowledged",
         Duration::from_secs(30),
@@ -431,18 +438,7 @@ async fn a_pubsub_side_is_joined_and_acknowledged_once_released() -> Result<()> 
             .collect();
         ps.publish(&topic, &messages).await?;
     }
-    let repeats = poll::until(
-        "every row of the nested-loop right join",
-        Duration::from_secs(90),
-        Duration::from_millis(300),
-        || async { compare(&main.rows()?, &want) },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
-    ensure!(
-        repeats == 0,
-        "{repeats} rows repeated in a run without failures"
-    );
+    main.exactly(&want, &fleet, "right").await?;
     // Give the last acknowledgements a checkpoint to go out, then kill the
     // replica: what it had not acknowledged comes back once its 10 s lease
     // runs out, what it acknowledged never. So for 15 s nothing but the
