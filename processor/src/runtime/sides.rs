@@ -150,7 +150,9 @@ impl Sides {
             // Read again from its start: nothing of it is acknowledged.
             None => i64::MIN,
         };
-        let mut marks = Vec::with_capacity(self.acks.len());
+        // Per `with` source: what its broker confirmed, and how far the
+        // join and the steps after it let its mark go.
+        let mut sides = Vec::with_capacity(self.acks.len());
         for a in &self.acks {
             let done = confirmed(a.acker.as_ref(), a.asked);
             let later = steps.get(a.step + 1..).unwrap_or_default();
@@ -158,17 +160,26 @@ impl Sides {
                 low_water: super::chain::low_water(later),
                 empty: later.iter().all(|s| s.state_size() == 0),
             };
-            let Some(step) = steps.get_mut(a.step) else {
-                marks.push(a.next_offset);
-                continue;
-            };
-            step.acked(main_done, done);
-            let held = step.side_low_water(downstream).unwrap_or(i64::MAX);
-            // Each mark only as far as the other input's confirmed one
-            // lets a redelivered record meet a partner again.
-            let (m, side) = step.cross_marks(main_mark, held.min(a.next_offset), (main_done, done));
-            main_mark = m;
-            marks.push(side);
+            let held = steps.get_mut(a.step).and_then(|step| {
+                step.acked(main_done, done);
+                step.side_low_water(downstream)
+            });
+            sides.push((done, held.unwrap_or(i64::MAX).min(a.next_offset)));
+        }
+        // Then each join keeps the partners a redelivered record would
+        // need; one join lowering the main's mark can bring records back
+        // for another, so until the main's mark holds still.
+        let mut marks: Vec<i64> = sides.iter().map(|&(_, held)| held).collect();
+        loop {
+            let before = main_mark;
+            for ((a, &(done, held)), mark) in self.acks.iter().zip(&sides).zip(marks.iter_mut()) {
+                if let Some(step) = steps.get(a.step) {
+                    (main_mark, *mark) = step.cross_marks(main_mark, held, (main_done, done));
+                }
+            }
+            if main_mark == before {
+                break;
+            }
         }
         if let Some(acker) = main {
             acker.ack_below(main_mark);
