@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use kafka_common::Scenario;
-use tributary_e2e::kafka::high_watermarks;
 use tributary_e2e::kafka::output::Check;
 use tributary_e2e::kafka::workload::Workload;
+use tributary_e2e::kafka::{committed, high_watermarks, low_watermarks};
 
 const EVENTS: u64 = 100_000;
 const PRODUCE_FOR: Duration = Duration::from_secs(25);
@@ -50,6 +50,21 @@ async fn chaos_through_repartition(
     ensure!(
         written >= i64::try_from(clicks)?,
         "{internal} holds {written} offsets, fewer than the {clicks} clicks re-keyed through it"
+    );
+    // What every task had committed past was purged while the replicas
+    // were being killed (and the checker above says restores still
+    // found everything they replay).
+    let low = low_watermarks(&s.bootstrap, &internal)?;
+    let done = committed(&s.bootstrap, &s.spec.group(), &internal)?;
+    let purged: i64 = low.iter().sum();
+    eprintln!("{internal}: {purged} offsets purged (low watermarks {low:?}, committed {done:?})");
+    ensure!(
+        purged > 0,
+        "nothing was purged from {internal} (low watermarks {low:?})"
+    );
+    ensure!(
+        low.iter().zip(&done).all(|(l, c)| l <= c),
+        "{internal} was purged past a committed offset: low watermarks {low:?}, committed {done:?}"
     );
     Ok(())
 }

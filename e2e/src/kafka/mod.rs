@@ -204,6 +204,20 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>> {
     Ok(positions(bootstrap, "tributary-e2e-observer", topic)?.0)
 }
 
+/// The low watermarks (the oldest offset still held) of every partition
+/// of `topic`, by partition.
+///
+/// # Errors
+///
+/// When the broker does not answer.
+pub fn low_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>> {
+    let c = observer(bootstrap, "tributary-e2e-observer")?;
+    let n = partition_count(&c, topic)?;
+    (0..n)
+        .map(|p| Ok(c.fetch_watermarks(topic, p, TIMEOUT)?.0))
+        .collect()
+}
+
 /// The offsets `group` committed on every partition of `topic`, by
 /// partition (0 where it committed none).
 ///

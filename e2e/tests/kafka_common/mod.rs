@@ -21,11 +21,13 @@ use tributary_e2e::process::{Fleet, tributary_bin};
 pub const PARTITIONS: i32 = 6;
 
 /// Environment of every replica: quicker failure detection than the
-/// defaults where the processor honours it (`TRIBUTARY_KAFKA_*`), and logs
-/// that say what the Kafka code does.
+/// defaults where the processor honours it (`TRIBUTARY_KAFKA_*`), repartition
+/// topics purged every 2 s instead of 30 (so a chaos run restores through
+/// purged partitions), and logs that say what the Kafka code does.
 pub const REPLICA_ENV: &[(&str, &str)] = &[
     ("RUST_LOG", "info"),
     ("TRIBUTARY_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ("TRIBUTARY_REPARTITION_PURGE_MS", "2000"),
 ];
 
 /// Topics, a pipeline and its input, for one test.

@@ -430,6 +430,7 @@ impl Engine {
             None => self.commit_offsets(consumer, &tpl)?,
         };
         if committed {
+            self.stages.purge(&positions);
             self.dirty = false;
             self.kafka
                 .checkpoint

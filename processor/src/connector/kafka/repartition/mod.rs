@@ -25,9 +25,11 @@
 //! - `admin`: creating topics, reading partition counts.
 //! - `shuffle`: writing a stage's output into the next stage's topic.
 //! - `inbound`: reading it back: records, watermarks, what was seen.
+//! - `purge`: deleting what no task will read again.
 
 mod admin;
 mod inbound;
+mod purge;
 mod setup;
 mod shuffle;
 

@@ -10,8 +10,10 @@ use rdkafka::client::DefaultClientContext;
 use crate::expr::Expr;
 use crate::sink::SinkError;
 
+use super::super::checkpoint::Meta;
 use super::super::sink::SharedProducer;
 use super::admin::{ensure_topic, partition_count};
+use super::purge::{Purger, cut_points};
 use super::shuffle::Shuffle;
 use super::topic_name;
 
@@ -85,7 +87,9 @@ pub fn stages(
             side,
         });
     }
-    Ok(Stages::new(spec.steps.len(), out))
+    let mut stages = Stages::new(spec.steps.len(), out);
+    stages.purger = Some(Purger::new(admin)?);
+    Ok(stages)
 }
 
 /// The ids of the tasks of `topic`'s `partitions`: `topic:partition`.
@@ -148,6 +152,8 @@ pub struct Stages {
     shuffles: Vec<(Shuffle, String)>,
     /// The `with` topics of joins.
     sides: Vec<SideInput>,
+    /// Deletes what the repartition topics no longer need.
+    purger: Option<Purger>,
 }
 
 /// A join's `with` topic after a Kafka main source: its partitions are
@@ -211,7 +217,20 @@ impl Stages {
             inputs,
             shuffles,
             sides,
+            purger: None,
         }
+    }
+
+    /// After a checkpoint committed `committed` (topic, partition, offset,
+    /// metadata): purges the repartition partitions below their low-water
+    /// offsets (see `purge`).
+    pub fn purge(&mut self, committed: &[(String, i32, i64, Meta)]) {
+        let Some(purger) = self.purger.as_mut() else {
+            return;
+        };
+        let inputs = &self.inputs;
+        let cuts = cut_points(committed, |t| inputs.iter().any(|(topic, _)| &**topic == t));
+        purger.after_commit(cuts);
     }
 
     /// What reads `topic`.
