@@ -45,10 +45,7 @@ const DISCOVERY: Duration = Duration::from_secs(30);
 
 /// The partition discovery interval: [`DISCOVERY_ENV`], else 30 s.
 fn discovery_interval() -> Duration {
-    std::env::var(DISCOVERY_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(DISCOVERY, Duration::from_millis)
+    super::env_millis(DISCOVERY_ENV, DISCOVERY)
 }
 
 /// The partitions of `topic` in the brokers' metadata.

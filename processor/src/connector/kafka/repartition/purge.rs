@@ -30,10 +30,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The purge interval: [`PURGE_ENV`], else 30 s.
 fn interval() -> Duration {
-    std::env::var(PURGE_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(PURGE_EVERY, Duration::from_millis)
+    crate::connector::kafka::env_millis(PURGE_ENV, PURGE_EVERY)
 }
 
 /// Where each repartition partition of a checkpoint may be cut: below its
