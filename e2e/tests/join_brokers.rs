@@ -16,6 +16,8 @@
 //!   once, and once the replica is killed no payment comes back (all were
 //!   acknowledged).
 
+mod join_common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,97 +30,9 @@ use tributary_e2e::process::{Fleet, tributary_bin};
 use tributary_e2e::pubsub::Emulator;
 use tributary_e2e::redis_stream;
 
-const BASE: i64 = 1_700_000_000_000;
-const WITHIN_MS: i64 = 500;
-/// Far past every record's time: moves the watermark past them all.
-const TICK: i64 = BASE + 3_600_000;
-
-/// Orders (left): key `k<i % 7>`, ten a second.
-fn orders(n: i64) -> Vec<Value> {
-    (0..n)
-        .map(|i| json!({"id": format!("o{i}"), "k": format!("k{}", i % 7), "ts": BASE + i * 100}))
-        .collect()
-}
-
-/// Payments (right): keys `k0`..`k4` and `k9` (which no order has), times
-/// that interleave with the orders' and run backwards in places.
-fn payments(n: i64) -> Vec<Value> {
-    (0..n)
-        .map(|j| {
-            let jitter = (j * 37) % 400;
-            let k = if j % 11 == 0 { 9 } else { j % 5 };
-            json!({"id": format!("p{j}"), "k": format!("k{k}"), "ts": BASE + j * 70 - jitter})
-        })
-        .collect()
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap_or("-")
-}
-
-/// `left id / right id` of every row of a nested-loop join of `kind`
-/// (`-` for a missing side).
-fn nested_loop(left: &[Value], right: &[Value], kind: &str) -> BTreeMap<String, u32> {
-    let near = |l: &Value, r: &Value| {
-        l["k"] == r["k"]
-            && (l["ts"].as_i64().unwrap_or(0) - r["ts"].as_i64().unwrap_or(0)).abs() <= WITHIN_MS
-    };
-    let mut rows = BTreeMap::new();
-    for l in left {
-        let mut matched = false;
-        for r in right.iter().filter(|r| near(l, r)) {
-            matched = true;
-            *rows.entry(format!("{}/{}", id(l), id(r))).or_default() += 1;
-        }
-        if !matched && matches!(kind, "left" | "full") {
-            *rows.entry(format!("{}/-", id(l))).or_default() += 1;
-        }
-    }
-    if matches!(kind, "right" | "full") {
-        for r in right.iter().filter(|r| !left.iter().any(|l| near(l, r))) {
-            *rows.entry(format!("-/{}", id(r))).or_default() += 1;
-        }
-    }
-    rows
-}
-
-/// One output value as `left id / right id`.
-fn row(v: &Value) -> String {
-    format!("{}/{}", id(v), id(&v["other"]))
-}
-
-/// Compares the rows seen with the expected ones: `Ok(Some(repeats))` once
-/// every expected row is there, `Err` on a row no join would make.
-fn compare(seen: &BTreeMap<String, u32>, want: &BTreeMap<String, u32>) -> Result<Option<u32>> {
-    if let Some(extra) = seen.keys().find(|k| !want.contains_key(*k)) {
-        let (l, r) = extra.split_once('/').unwrap_or((extra, ""));
-        let related: Vec<String> = want
-            .keys()
-            .chain(seen.keys())
-            .filter(|k| {
-                (l != "-" && k.starts_with(&format!("{l}/")))
-                    || (r != "-" && k.ends_with(&format!("/{r}")))
-            })
-            .map(|k| format!("{k}×{}", seen.get(k).copied().unwrap_or(0)))
-            .collect();
-        anyhow::bail!(
-            "the output has {extra}, which the nested-loop join does not; rows of its records (× times seen): {related:?}"
-        );
-    }
-    let missing = want.keys().filter(|k| !seen.contains_key(*k)).count();
-    Ok((missing == 0).then(|| seen.values().map(|n| n - 1).sum()))
-}
-
-/// The expected rows not seen, for a failure message.
-fn missing(seen: &BTreeMap<String, u32>, want: &BTreeMap<String, u32>) -> String {
-    let gone: Vec<&String> = want.keys().filter(|k| !seen.contains_key(*k)).collect();
-    format!(
-        "{} of {} rows missing, such as {:?}",
-        gone.len(),
-        want.len(),
-        gone.iter().take(12).collect::<Vec<_>>()
-    )
-}
+use join_common::{
+    FileJoin, TICK, WITHIN_MS, compare, missing, nested_loop, orders, payments, row,
+};
 
 /// Adds `values` to `stream`, `per_second` at most.
 async fn xadd(url: &str, stream: &str, values: &[Value], per_second: usize) -> Result<()> {
@@ -146,76 +60,6 @@ async fn redis_len(con: &mut MultiplexedConnection, stream: &str) -> Result<u64>
 /// Entries of `group` on `stream` not acknowledged yet.
 async fn redis_pending(con: &mut MultiplexedConnection, stream: &str, group: &str) -> Result<u64> {
     Ok(redis_stream::pending(con, stream, group, "").await?.0)
-}
-
-/// A pipeline whose main source is a file of `orders`, joined (`kind`)
-/// with the `with` source given as YAML, into a file.
-struct FileMain {
-    _dir: tempfile::TempDir,
-    out: std::path::PathBuf,
-    yaml: String,
-}
-
-impl FileMain {
-    fn new(orders: &[Value], with: &str, kind: &str, bound: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let input = dir.path().join("orders.jsonl");
-        let lines: Vec<String> = orders.iter().map(Value::to_string).collect();
-        std::fs::write(&input, lines.join("\n") + "\n")?;
-        let out = dir.path().join("out.jsonl");
-        let yaml = format!(
-            r#"
-source:
-  file: {{path: '{}'}}
-  eventTime: {{field: event.ts}}
-  watermark: {{maxOutOfOrderness: {bound}}}
-steps:
-  - join:
-      with: {{{with}}}
-      type: {kind}
-      "on": {{left: event.k, right: other.k}}
-      within: {WITHIN_MS}ms
-sinks:
-  - {{name: out, file: {{path: '{}'}}}}
-checkpoint: {{interval: 1s}}
-"#,
-            input.display(),
-            out.display()
-        );
-        Ok(Self {
-            _dir: dir,
-            out,
-            yaml,
-        })
-    }
-
-    /// Waits for every row of `want` (a nested-loop `kind` join) in the
-    /// output, each once: a run without failures repeats nothing.
-    async fn exactly(&self, want: &BTreeMap<String, u32>, fleet: &Fleet, kind: &str) -> Result<()> {
-        let repeats = poll::until(
-            &format!("every row of the nested-loop {kind} join"),
-            Duration::from_secs(90),
-            Duration::from_millis(300),
-            || async { compare(&self.rows()?, want) },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\n{}", fleet.log_tails(30)))?;
-        ensure!(
-            repeats == 0,
-            "{repeats} rows repeated in a run without failures"
-        );
-        Ok(())
-    }
-
-    /// The rows in the output file so far.
-    fn rows(&self) -> Result<BTreeMap<String, u32>> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let mut rows = BTreeMap::new();
-        for line in text.lines() {
-            *rows.entry(row(&serde_json::from_str(line)?)).or_default() += 1;
-        }
-        Ok(rows)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +203,7 @@ async fn a_nats_side_is_joined_and_acknowledged_once_released() -> Result<()> {
     let (left, right) = (orders(400), payments(600));
     let want = nested_loop(&left, &right, "full");
     let with = format!("nats: {{url: '{url}', stream: {name}, durable: {durable}, ackWait: 30s}}");
-    let main = FileMain::new(&left, &with, "full", "1s")?;
+    let main = FileJoin::file_main(&left, &with, "full", "1s")?;
     let mut fleet = Fleet::new(&tributary_bin(), &main.yaml, &[])?;
     fleet.add()?;
     for chunk in right.chunks(100) {
@@ -427,7 +271,7 @@ async fn a_pubsub_side_is_joined_and_acknowledged_once_released() -> Result<()> 
     );
     // The emulator may hand messages over out of order: a wider bound
     // keeps them from being late.
-    let main = FileMain::new(&left, &with, "right", "5s")?;
+    let main = FileJoin::file_main(&left, &with, "right", "5s")?;
     let mut fleet = Fleet::new(&tributary_bin(), &main.yaml, &[])?;
     fleet.add()?;
     let tick = json!({"id": "tick", "k": "none", "ts": TICK});

@@ -149,37 +149,6 @@ async fn wait_for(
     }
 }
 
-/// The lease items: shard id → (owner, checkpoint, parents).
-async fn leases(
-    dynamo: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<BTreeMap<String, (Option<String>, Option<String>, Vec<String>)>> {
-    let items = dynamo
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
-        .await?;
-    let text = |i: &std::collections::HashMap<String, AttributeValue>, k: &str| {
-        i.get(k).and_then(|v| v.as_s().ok()).cloned()
-    };
-    Ok(items
-        .items()
-        .iter()
-        .filter_map(|i| {
-            let parents = i
-                .get("parentShardIds")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|p| p.as_s().ok().cloned()).collect())
-                .unwrap_or_default();
-            Some((
-                text(i, "leaseKey")?,
-                (text(i, "leaseOwner"), text(i, "checkpoint"), parents),
-            ))
-        })
-        .collect())
-}
-
 fn pipeline(bed: &TestBed, input: &str, out: &str, table: &str, extra: &str) -> Result<String> {
     pipeline_from(bed, input, out, table, "", extra)
 }
@@ -265,7 +234,7 @@ async fn two_replicas_share_the_shards_and_a_killed_one_loses_nothing() -> Resul
         a.duplicates
     );
     // The survivor took over every lease of the dead replica.
-    let l = leases(&dynamo, &table).await?;
+    let l = aws_common::leases(&dynamo, &table).await?;
     let owners: BTreeSet<Option<String>> = l.values().map(|(o, _, _)| o.clone()).collect();
     ensure!(
         owners == BTreeSet::from([Some("replica-1".to_owned())]),
@@ -279,7 +248,7 @@ async fn two_replicas_share_the_shards_and_a_killed_one_loses_nothing() -> Resul
     fleet.stop(0, Duration::from_secs(30)).await?;
     fleet.stop(1, Duration::from_secs(30)).await?;
     // A graceful stop gives the leases back.
-    let l = leases(&dynamo, &table).await?;
+    let l = aws_common::leases(&dynamo, &table).await?;
     ensure!(
         l.values().all(|(o, _, _)| o.is_none()),
         "leases after stopping: {l:?}"
@@ -425,7 +394,7 @@ async fn a_reshard_mid_run_loses_nothing_and_keeps_the_order_per_key() -> Result
     // parents, and none is leased before its parent ended.
     let deadline = Deadline::new("six leases (2 parents, 4 children)", WAIT);
     let l = loop {
-        let l = leases(&dynamo, &table).await?;
+        let l = aws_common::leases(&dynamo, &table).await?;
         if l.len() == 6 {
             break l;
         }

@@ -3,6 +3,7 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -85,4 +86,34 @@ pub async fn put_records(
         );
     }
     Ok(())
+}
+
+/// The lease items: shard id → (owner, checkpoint, parents).
+pub async fn leases(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<BTreeMap<String, (Option<String>, Option<String>, Vec<String>)>> {
+    let items = dynamo
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await?;
+    let text = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+                k: &str| { i.get(k).and_then(|v| v.as_s().ok()).cloned() };
+    Ok(items
+        .items()
+        .iter()
+        .filter_map(|i| {
+            let parents = i
+                .get("parentShardIds")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|p| p.as_s().ok().cloned()).collect())
+                .unwrap_or_default();
+            Some((
+                text(i, "leaseKey")?,
+                (text(i, "leaseOwner"), text(i, "checkpoint"), parents),
+            ))
+        })
+        .collect())
 }

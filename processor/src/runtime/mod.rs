@@ -247,12 +247,15 @@ impl Pipeline {
             None => self.start_source(&queue, eos)?,
         };
         let mut sides = Sides::start(&self, &queue, gate.as_ref())?;
-        // Both inputs of a join hold the watermark back.
+        // Both inputs of a join hold the watermark back, those that find
+        // their partitions as they go through a stand-in.
+        let mut waiting = sides::Waiting::new(&running, &sides);
         let partitions: Vec<i32> = running
             .partitions
             .iter()
             .copied()
             .chain(sides.partitions())
+            .chain(waiting.ids())
             .collect();
         let now = source::now_ms();
         for p in &partitions {
@@ -285,6 +288,9 @@ impl Pipeline {
                     let now = source::now_ms();
                     if let Some(max) = batch.records.iter().map(|r| r.event_time).max() {
                         watermarks.observe(batch.partition, max, now);
+                        if let Some(stand_in) = waiting.arrived(batch.partition) {
+                            watermarks.end(stand_in);
+                        }
                     }
                     let join = sides.step_of(batch.partition);
                     // Dead letters count as consumed: they are durable once
@@ -348,13 +354,13 @@ impl Pipeline {
                 outputs.flush(&m)?;
                 sides.acknowledge(running.acker.as_mut(), &mut steps, next_offset);
             }
-            if watermarks.all_ended() && queue.is_empty() {
+            if watermarks.all_ended() && queue.is_empty() && !sides.endless() {
                 break Ok(());
             }
         };
         self.stop.store(true, Ordering::Relaxed);
         result?;
-        if watermarks.all_ended() {
+        if watermarks.all_ended() && !sides.endless() {
             advance(&mut steps, i64::MAX, &mut outputs, &m)?;
             finish(&mut steps, &mut outputs, &m)?;
         }
@@ -405,7 +411,7 @@ impl Pipeline {
             inner,
             outer: queue.clone(),
             offset: 0,
-            open: running.partitions.len(),
+            open: sides::open_partitions(&running),
             gate: Some((gate.clone(), 0)),
         };
         let handle = input

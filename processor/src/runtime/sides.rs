@@ -39,6 +39,11 @@ pub struct Sides {
     acks: Vec<SideAcks>,
     /// The mark the main source was last told.
     main_asked: i64,
+    /// A source that finds its partitions as it goes runs: the run ends
+    /// only when stopped, whatever the partitions known so far say.
+    endless: bool,
+    /// The stand-in partitions of such sources (see [`Waiting`]).
+    waiting: Vec<i32>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -51,6 +56,46 @@ struct SideAcks {
     next_offset: i64,
     /// The mark it was last told.
     asked: i64,
+}
+
+/// Inputs that find their partitions as they go (Kinesis shards): each
+/// holds the watermark back with a stand-in partition until its first
+/// batch arrives, or an input that ended early (a file) would let the
+/// watermark run to the end and make all of it late.
+#[derive(Debug, Default)]
+pub struct Waiting(Vec<i32>);
+
+impl Waiting {
+    /// Stand-ins for the main source (when `main` finds its partitions as
+    /// it goes) and for each such `with` source of `sides`.
+    #[must_use]
+    pub fn new(main: &source::Running, sides: &Sides) -> Self {
+        let mut ids = sides.waiting.clone();
+        if open_partitions(main).is_none() {
+            ids.push(SIDE_PARTITIONS - 1);
+        }
+        Self(ids)
+    }
+
+    /// The stand-in partition ids, to register with the watermark.
+    pub fn ids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// A batch of `partition` arrived: the stand-in of its input, if it
+    /// still waited, to be ended.
+    pub fn arrived(&mut self, partition: i32) -> Option<i32> {
+        let input = partition / SIDE_PARTITIONS;
+        let i = self.0.iter().position(|w| w / SIDE_PARTITIONS == input)?;
+        Some(self.0.swap_remove(i))
+    }
+}
+
+/// The partitions `running` starts with, for [`Input::open`]; `None`
+/// when it finds them as it goes.
+#[must_use]
+pub fn open_partitions(running: &source::Running) -> Option<usize> {
+    (!running.partitions.is_empty()).then_some(running.partitions.len())
 }
 
 /// Where `acker` confirmed it acknowledged up to, else what it was `asked`.
@@ -91,6 +136,10 @@ impl Sides {
             sides
                 .started
                 .extend(running.partitions.iter().map(|p| p + offset));
+            if open_partitions(&running).is_none() {
+                sides.endless = true;
+                sides.waiting.push(offset + SIDE_PARTITIONS - 1);
+            }
             sides.joins.push(i);
             if let Some(acker) = running.acker.take() {
                 sides.acks.push(SideAcks {
@@ -104,7 +153,7 @@ impl Sides {
                 inner,
                 outer: queue.clone(),
                 offset,
-                open: running.partitions.len(),
+                open: open_partitions(&running),
                 gate: gate.map(|g| (g.clone(), n + 1)),
             };
             let handle = input
@@ -198,6 +247,13 @@ impl Sides {
     pub fn step_of(&self, p: i32) -> Option<usize> {
         let step = usize::try_from(p / SIDE_PARTITIONS).ok()?.checked_sub(1)?;
         self.joins.contains(&step).then_some(step)
+    }
+
+    /// Whether a `with` source finds its partitions as it goes (Kinesis):
+    /// then the run does not end when the partitions known so far did.
+    #[must_use]
+    pub fn endless(&self) -> bool {
+        self.endless
     }
 
     /// The engine partition ids every `with` source had when it started.
@@ -335,8 +391,10 @@ pub struct Input {
     pub outer: Arc<Queue>,
     /// Added to every partition id.
     pub offset: i32,
-    /// Partitions that have not ended.
-    pub open: usize,
+    /// Partitions that have not ended; `None` for a source that finds its
+    /// partitions as it goes (Kinesis shards), which ends only when stopped
+    /// or failed.
+    pub open: Option<usize>,
     /// The alignment gate and this input's index in it.
     pub gate: Option<(Arc<Gate>, usize)>,
 }
@@ -361,7 +419,7 @@ impl Input {
 
     fn forward(mut self, stop: &AtomicBool, source: JoinHandle<()>) {
         const WAIT: Duration = Duration::from_millis(100);
-        while self.open > 0 && !stop.load(Ordering::Relaxed) {
+        while self.open != Some(0) && !stop.load(Ordering::Relaxed) {
             match self.inner.pop(WAIT) {
                 Some(Message::Batch(mut b)) => {
                     if let Some((gate, me)) = &self.gate {
@@ -372,7 +430,9 @@ impl Input {
                     self.outer.push(Message::Batch(b));
                 }
                 Some(Message::End { partition }) => {
-                    self.open -= 1;
+                    if let Some(open) = &mut self.open {
+                        *open = open.saturating_sub(1);
+                    }
                     self.outer.push(Message::End {
                         partition: partition + self.offset,
                     });
@@ -407,12 +467,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stand_in_ends_with_the_first_batch_of_its_own_input() {
+        // The main source's stand-in, and that of the side at offset 2·N.
+        let mut w = Waiting(vec![SIDE_PARTITIONS - 1, 3 * SIDE_PARTITIONS - 1]);
+        assert_eq!(w.arrived(SIDE_PARTITIONS + 2), None, "another input");
+        assert_eq!(
+            w.arrived(2 * SIDE_PARTITIONS + 5),
+            Some(3 * SIDE_PARTITIONS - 1)
+        );
+        assert_eq!(w.arrived(2 * SIDE_PARTITIONS), None, "already ended");
+        assert_eq!(w.arrived(0), Some(SIDE_PARTITIONS - 1), "the main source's");
+        assert_eq!(w.ids().count(), 0);
+    }
+
+    #[test]
     fn a_partition_is_routed_by_its_range_even_when_discovered_later() {
         let sides = Sides {
             started: vec![2 * SIDE_PARTITIONS],
             joins: vec![1],
             acks: Vec::new(),
             main_asked: 0,
+            endless: false,
+            waiting: Vec::new(),
             handles: Vec::new(),
         };
         assert_eq!(sides.step_of(2 * SIDE_PARTITIONS), Some(1));
