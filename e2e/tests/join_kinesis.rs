@@ -62,7 +62,7 @@ async fn checkpoint(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Result<Op
 }
 
 /// A Kinesis source spec on the test bed's moto, leases in `table`.
-fn kinesis(bed: &tributary_e2e::env::TestBed, stream: &str, table: &str) -> Result<String> {
+fn source_yaml(bed: &tributary_e2e::env::TestBed, stream: &str, table: &str) -> Result<String> {
     Ok(format!(
         "kinesis: {{stream: {stream}, region: {}, endpoint: '{}', leaseTable: {table}, leaseDuration: 3s}}",
         bed.var("AWS_REGION")?,
@@ -80,7 +80,7 @@ async fn a_kinesis_side_checkpoints_only_what_the_join_let_go_of() -> Result<()>
     aws_common::create_stream(&kinesis, &stream, 1).await?;
     let (left, right) = (orders(400), payments(600));
     let want = nested_loop(&left, &right, "right");
-    let with = kinesis(&bed, &stream, &table)?;
+    let with = source_yaml(&bed, &stream, &table)?;
     let main = FileJoin::file_main(&left, &with, "right", "5s")?;
     let mut fleet = Fleet::new(&tributary_bin(), &main.yaml, &[])?;
     fleet.add()?;
@@ -149,7 +149,7 @@ async fn a_kinesis_main_source_is_joined_with_a_file() -> Result<()> {
     aws_common::create_stream(&kinesis, &stream, 1).await?;
     let (left, right) = (orders(400), payments(600));
     let want = nested_loop(&left, &right, "left");
-    let main = kinesis(&bed, &stream, &table)?;
+    let main = source_yaml(&bed, &stream, &table)?;
     let join = FileJoin::file_side(&main, &right, "left", "5s")?;
     let mut fleet = Fleet::new(&tributary_bin(), &join.yaml, &[])?;
     fleet.add()?;

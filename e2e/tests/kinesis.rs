@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ScalingType, ShardIteratorType};
@@ -318,7 +317,7 @@ async fn wait_for_balance(
 ) -> Result<()> {
     let deadline = Deadline::new("both replicas to hold two leases each", WAIT);
     loop {
-        let l = leases(dynamo, table).await.unwrap_or_default();
+        let l = aws_common::leases(dynamo, table).await.unwrap_or_default();
         let mut owners: BTreeMap<String, usize> = BTreeMap::new();
         for (owner, _, _) in l.values() {
             if let Some(o) = owner {
