@@ -40,7 +40,10 @@ async fn connect(url: &str) -> Result<pulsar::Pulsar<Exe>, pulsar::Error> {
             ..pulsar::ConnectionRetryOptions::default()
         })
         .with_operation_retry_options(pulsar::OperationRetryOptions {
-            operation_timeout: std::time::Duration::from_secs(120),
+            // A standalone broker restarted after a crash may refuse to
+            // create producers while it recovers its ledgers: measured
+            // past 80 s on two busy cores.
+            operation_timeout: std::time::Duration::from_secs(300),
             ..pulsar::OperationRetryOptions::default()
         })
         .build()
