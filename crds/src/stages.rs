@@ -19,6 +19,32 @@ pub struct Repartition {
     pub at: usize,
     /// CEL expressions over the record (`event`); empty: one group.
     pub key: Vec<String>,
+    /// The step's `name`, when the user gave one: it names the topic.
+    pub name: Option<String>,
+}
+
+impl Repartition {
+    /// The internal topic in front of the step, for consumer group `group`:
+    /// `<group>-<name>-repartition` for a named step, as Kafka Streams names
+    /// it after `Grouped.as`, else `<group>-step<at>-repartition`. A name
+    /// keeps the topic (and the state restored from it) when steps are
+    /// added or removed in front of the step; an index does not.
+    #[must_use]
+    pub fn topic(&self, group: &str) -> String {
+        match &self.name {
+            Some(name) => format!("{group}-{name}-repartition"),
+            None => format!("{group}-step{}-repartition", self.at),
+        }
+    }
+}
+
+/// Whether `name` can be part of a Kafka topic name (`[a-zA-Z0-9._-]`).
+#[must_use]
+pub fn topic_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl StepSpec {
@@ -115,6 +141,7 @@ impl StreamPipelineSpec {
                 out.push(Repartition {
                     at,
                     key: key.clone(),
+                    name: step.name.clone(),
                 });
                 current = Some(key);
             }
@@ -150,7 +177,8 @@ mod tests {
             s.repartitions(),
             vec![Repartition {
                 at: 1,
-                key: vec!["event.user".into()]
+                key: vec!["event.user".into()],
+                name: None
             }]
         );
     }
@@ -190,15 +218,18 @@ mod tests {
             vec![
                 Repartition {
                     at: 0,
-                    key: vec!["event.id".into()]
+                    key: vec!["event.id".into()],
+                    name: None
                 },
                 Repartition {
                     at: 1,
-                    key: vec!["event.user".into()]
+                    key: vec!["event.user".into()],
+                    name: None
                 },
                 Repartition {
                     at: 2,
-                    key: Vec::new()
+                    key: Vec::new(),
+                    name: None
                 },
             ]
         );
@@ -237,7 +268,8 @@ mod tests {
             s.repartitions(),
             vec![Repartition {
                 at: 0,
-                key: vec!["event.k".into()]
+                key: vec!["event.k".into()],
+                name: None
             }]
         );
     }
@@ -248,5 +280,32 @@ mod tests {
             "source: {{generator: {{}}}}\nsinks: [{{stdout: {{}}}}]\nsteps:\n{WINDOW_BY_USER}"
         ));
         assert_eq!(s.repartitions(), Vec::new());
+    }
+
+    #[test]
+    fn a_named_step_names_its_topic_and_an_unnamed_one_its_index() {
+        let s = with(
+            "",
+            &format!(
+                "  - filter: 'event.ok'\n  - name: per-user\n{}",
+                WINDOW_BY_USER.replacen("  - window", "    window", 1)
+            ),
+        );
+        let r = s.repartitions();
+        assert_eq!(r[0].name.as_deref(), Some("per-user"));
+        assert_eq!(r[0].topic("ns.p"), "ns.p-per-user-repartition");
+        let unnamed = with("", &format!("  - filter: 'event.ok'\n{WINDOW_BY_USER}"));
+        assert_eq!(
+            unnamed.repartitions()[0].topic("ns.p"),
+            "ns.p-step1-repartition"
+        );
+    }
+
+    #[test]
+    fn only_letters_digits_dots_underscores_and_dashes_fit_a_topic() {
+        assert!(topic_safe("per-user_1.v2"));
+        assert!(!topic_safe("per user"));
+        assert!(!topic_safe("per/user"));
+        assert!(!topic_safe(""));
     }
 }

@@ -43,7 +43,8 @@ async fn chaos_through_repartition(
     // The records did go through the internal topic: its partitions hold
     // at least every click (plus watermarks, and records of aborted
     // transactions or repeated after a kill).
-    let internal = format!("{}-step1-repartition", s.spec.group());
+    // Named after the window step (`name: clicks-per-user`), not its index.
+    let internal = s.spec.repartition_topic().expect("re-keyed");
     let written: i64 = high_watermarks(&s.bootstrap, &internal)?.iter().sum();
     let clicks = s.workload.expected().values().sum::<u64>();
     eprintln!("{internal}: {written} offsets for {clicks} clicks");

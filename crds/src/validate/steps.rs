@@ -90,6 +90,33 @@ pub(super) fn validate_steps(
             StepKind::Http(h) => super::http::validate_http_step(h, &path, spec, errs),
         }
     }
+    repartition_names(spec, errs);
+}
+
+/// A named step behind a repartition names its internal topic
+/// (`<group>-<name>-repartition`), so the name must fit a Kafka topic and
+/// no two repartitions may share one.
+fn repartition_names(spec: &StreamPipelineSpec, errs: &mut Errors) {
+    let mut topics = HashSet::new();
+    for r in spec.repartitions() {
+        let path = format!("spec.steps[{}].name", r.at);
+        if let Some(name) = &r.name
+            && !crate::stages::topic_safe(name)
+        {
+            errs.push(
+                path,
+                format!("{name:?} names this step's repartition topic `<group>-{name}-repartition`: use only letters, digits, '.', '_' and '-'"),
+            );
+        } else if !topics.insert(r.topic("")) {
+            errs.push(
+                path,
+                format!(
+                    "{} is already the topic of an earlier step; give this step another name",
+                    r.topic("<group>")
+                ),
+            );
+        }
+    }
 }
 
 fn valid_field_path(p: &str) -> bool {

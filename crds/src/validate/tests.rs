@@ -229,6 +229,34 @@ fn exactly_once_needs_every_sink_in_the_source_cluster() {
 }
 
 #[test]
+fn a_named_repartition_step_must_name_a_legal_and_unique_topic() {
+    let window =
+        "window: {type: tumbling, size: 1s, keyBy: [event.u], aggregate: [{name: n, fn: count}]}";
+    let ok = kafka_errors(&format!(
+        "sinks: [{{name: o, stdout: {{}}}}]\nsteps: [{{name: per-user.v2, {window}}}]\n"
+    ));
+    assert!(ok.is_empty(), "{ok:#?}");
+    let bad = kafka_errors(&format!(
+        "sinks: [{{name: o, stdout: {{}}}}]\nsteps: [{{name: per user, {window}}}]\n"
+    ));
+    assert!(
+        bad.iter()
+            .any(|e| e.starts_with("spec.steps[0].name: ") && e.contains("only letters")),
+        "{bad:#?}"
+    );
+    let twice = kafka_errors(&format!(
+        "sinks: [{{name: o, stdout: {{}}}}]\nsteps: [{{name: step1, {window}}}, {{{}}}]\n",
+        window.replace("event.u", "event.v")
+    ));
+    assert!(
+        twice
+            .iter()
+            .any(|e| e.starts_with("spec.steps[1].name: ") && e.contains("already the topic")),
+        "{twice:#?}"
+    );
+}
+
+#[test]
 fn kafka_fields_are_checked() {
     let errs = kafka_errors("sinks: [{name: o, kafka: {topic: '', key: 'user.id'}}]\n");
     assert!(

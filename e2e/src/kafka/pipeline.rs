@@ -31,6 +31,9 @@ pub struct PipelineSpec {
     pub repartition: bool,
 }
 
+/// The window step's `name` when its records are re-keyed.
+const WINDOW_NAME: &str = "clicks-per-user";
+
 /// `metadata.namespace` of the tests' pipelines.
 pub const NAMESPACE: &str = "e2e";
 
@@ -41,6 +44,14 @@ impl PipelineSpec {
         self.group
             .clone()
             .unwrap_or_else(|| format!("{NAMESPACE}.{}", self.name))
+    }
+
+    /// The internal topic the window reads from when [`Self::repartition`]
+    /// is set: the window step is named, so the topic is named after it.
+    #[must_use]
+    pub fn repartition_topic(&self) -> Option<String> {
+        self.repartition
+            .then(|| format!("{}-{WINDOW_NAME}-repartition", self.group()))
     }
 
     /// The whole resource as YAML, as the operator renders it.
@@ -57,6 +68,13 @@ impl PipelineSpec {
             kafka.push_str(", partitionedBy: [event.user]");
         }
         kafka.push('}');
+        // Named only when re-keyed, so the other tests keep `window-1` in
+        // their metrics and dead-letter provenance.
+        let window_name = if self.repartition {
+            format!("name: {WINDOW_NAME}\n      ")
+        } else {
+            String::new()
+        };
         format!(
             "apiVersion: tributary.dev/v1alpha1
 kind: StreamPipeline
@@ -69,7 +87,7 @@ spec:
     watermark: {{maxOutOfOrderness: 1s}}
   steps:
     - filter: \"event.kind == 'click'\"
-    - window:
+    - {window_name}window:
         type: tumbling
         size: {window}
         keyBy: [event.user]
@@ -117,6 +135,30 @@ mod tests {
         assert_eq!(
             v["spec"]["source"]["kafka"]["partitionedBy"][0],
             "event.user"
+        );
+    }
+
+    #[test]
+    fn a_re_keyed_window_is_named_and_so_is_its_topic() {
+        let spec = PipelineSpec {
+            name: "p2".into(),
+            brokers: "127.0.0.1:1".into(),
+            input: "in".into(),
+            output: "out".into(),
+            dead_letter: "dlq".into(),
+            group: None,
+            guarantee: "atLeastOnce",
+            checkpoint: "1s",
+            window: "1s",
+            repartition: true,
+        };
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&spec.yaml()).unwrap();
+        assert_eq!(v["spec"]["steps"][1]["name"], WINDOW_NAME);
+        assert_eq!(v["spec"]["steps"][1]["window"]["size"], "1s");
+        assert!(v["spec"]["source"]["kafka"].get("partitionedBy").is_none());
+        assert_eq!(
+            spec.repartition_topic().as_deref(),
+            Some("e2e.p2-clicks-per-user-repartition")
         );
     }
 }

@@ -214,13 +214,12 @@ impl Scenario {
         let group = self.spec.group();
         self.wait_consumed(&group, fleet, Duration::from_secs(150))
             .await?;
-        if self.spec.repartition {
+        if let Some(internal) = self.spec.repartition_topic() {
             // Input consumed is not output done: the windows run behind
             // the repartition topic. Once they are done it drains: an idle
             // pipeline writes nothing into it, and the committed offsets
             // are past the transaction markers.
             self.wait_complete(fleet, Duration::from_secs(120)).await?;
-            let internal = format!("{group}-step1-repartition");
             let what = format!("{group} to drain {internal}");
             self.wait_group(&what, fleet, Duration::from_secs(60), || {
                 Ok(lag(&self.bootstrap, &group, &internal)? == 0)

@@ -3,9 +3,10 @@
 //! topic they were re-keyed into, as Kafka Streams does for `groupBy`.
 //!
 //! A pipeline is cut into stages at each repartition. Stage 0 reads the
-//! source topics; stage `s > 0` reads `<group>-step<at>-repartition`. Each
-//! stage's tasks run their steps, then write what comes out to the next
-//! stage's topic: value as JSON, Kafka timestamp = event time, the
+//! source topics; stage `s > 0` reads `<group>-<step name>-repartition`,
+//! or `<group>-step<at>-repartition` for an unnamed step
+//! (`Repartition::topic`). Each stage's tasks run their steps, then write
+//! what comes out to the next stage's topic: value as JSON, Kafka timestamp = event time, the
 //! partition chosen by a hash of the key, the original key and headers
 //! kept. Under `exactlyOnce` those writes are in the checkpoint's
 //! transaction like any output, so the hop adds no duplicate.
@@ -48,9 +49,3 @@ const SEQ_HEADER: &str = "tributary.seq";
 /// Header marking a record of a join's `with` side (`right`): the task
 /// behind the repartition hands it to the join as its second input.
 const SIDE_HEADER: &str = "tributary.side";
-
-/// The name of the repartition topic in front of step `at`.
-#[must_use]
-pub fn topic_name(group: &str, at: usize) -> String {
-    format!("{group}-step{at}-repartition")
-}

@@ -15,7 +15,6 @@ use super::super::sink::SharedProducer;
 use super::admin::{ensure_topic, partition_count};
 use super::purge::{Purger, cut_points};
 use super::shuffle::Shuffle;
-use super::topic_name;
 
 /// Sets up the repartition topics of `spec` (consumer group `group`):
 /// creates each topic with as many partitions as the largest source topic
@@ -53,7 +52,7 @@ pub fn stages(
     let mut upstream = source_ids;
     let mut out = Vec::with_capacity(cuts.len());
     for c in cuts {
-        let topic = topic_name(group, c.at);
+        let topic = c.topic(group);
         let partitions = ensure_topic(admin, &topic, widest)?;
         let key = c
             .key
