@@ -11,7 +11,8 @@ pub struct DeadLetter {
     pub step: String,
     /// What went wrong.
     pub error: String,
-    /// The record; for inputs that could not be decoded, `{"raw": "<text>"}`.
+    /// The record; for inputs that could not be decoded, `{"raw": "<text>"}`
+    /// (JSON, text) or `{"rawBase64": "<the payload>"}` (Avro).
     pub record: Record,
 }
 

@@ -7,8 +7,6 @@
 //! fixed arrays of numbers, logical times their numbers.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +21,7 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AvroDecoder {
     inline: Option<Arc<Schema>>,
     registry: Option<String>,
+    agent: ureq::Agent,
     by_id: Mutex<HashMap<u32, Arc<Schema>>>,
 }
 
@@ -48,9 +47,15 @@ impl AvroDecoder {
                 "spec.source.format: avro needs schema (inline) or schemaRegistry.url".into(),
             );
         }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(REGISTRY_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
         Ok(Self {
             inline,
             registry,
+            agent,
             by_id: Mutex::new(HashMap::new()),
         })
     }
@@ -87,7 +92,7 @@ impl AvroDecoder {
             return Ok(s);
         }
         let url = self.registry.as_deref().ok_or("no schema registry")?;
-        let body = http_get(&format!("{url}/schemas/ids/{id}"))
+        let body = http_get(&self.agent, &format!("{url}/schemas/ids/{id}"))
             .map_err(|e| format!("schema id {id}: {e}"))?;
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("schema id {id}: registry answered non-JSON: {e}"))?;
@@ -104,61 +109,34 @@ impl AvroDecoder {
     }
 }
 
-/// A plain-HTTP GET returning the body of a 200 answer.
-fn http_get(url: &str) -> Result<Vec<u8>, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// registries are supported"))?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let addr = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    let io = |e: std::io::Error| format!("{url}: {e}");
-    let mut stream = TcpStream::connect(&addr).map_err(io)?;
-    stream
-        .set_read_timeout(Some(REGISTRY_TIMEOUT))
-        .map_err(io)?;
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/vnd.schemaregistry.v1+json, application/json\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(io)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{url}: malformed HTTP answer"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let body = &raw[split + 4..];
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!(
-            "{url}: HTTP {status}: {}",
-            String::from_utf8_lossy(body)
-        ));
-    }
-    if head.contains("transfer-encoding: chunked") {
-        return dechunk(body).ok_or_else(|| format!("{url}: malformed chunked body"));
-    }
-    Ok(body.to_vec())
-}
+/// Largest registry answer read (a schema document).
+const MAX_ANSWER: u64 = 4 << 20;
 
-/// Joins the chunks of a chunked HTTP body.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
+/// GETs `url` from the registry; the body of a 200 answer.
+fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
+    let mut resp = agent
+        .get(url)
+        .header(
+            "Accept",
+            "application/vnd.schemaregistry.v1+json, application/json",
+        )
+        .call()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| format!("{url}: reading the answer: {e}"))?;
+    if status == 200 {
+        Ok(body)
+    } else {
+        let text = String::from_utf8_lossy(&body);
+        Err(format!(
+            "{url}: HTTP {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ))
     }
 }
 
@@ -236,14 +214,5 @@ mod tests {
                 .unwrap_err()
                 .contains("schema id 7")
         );
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(
-            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").as_deref(),
-            Some(&b"abcde"[..])
-        );
-        assert_eq!(dechunk(b"zz\r\n"), None);
     }
 }

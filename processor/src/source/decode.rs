@@ -122,13 +122,13 @@ impl Decoder {
             FormatType::Avro => match self.avro(payload) {
                 Ok(v) => v,
                 Err(e) => {
-                    let raw: String = String::from_utf8_lossy(payload)
-                        .chars()
-                        .take(1024)
-                        .collect();
+                    // Binary: as text it would be mangled; whole and in
+                    // base64 it can be replayed once the schema is fixed.
+                    use base64::Engine as _;
+                    let raw = base64::engine::general_purpose::STANDARD.encode(payload);
                     let rec = Record {
                         position,
-                        ..Record::new(serde_json::json!({"raw": raw}), 0)
+                        ..Record::new(serde_json::json!({"rawBase64": raw}), 0)
                     };
                     return Err(Box::new(DeadLetter::new("decode", e, rec)));
                 }
