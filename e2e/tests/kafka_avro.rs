@@ -24,6 +24,7 @@ use tributary_e2e::kafka::workload::{Landed, send};
 use tributary_e2e::kafka::{create_topic, producer};
 use tributary_e2e::poll::Deadline;
 use tributary_e2e::process::{Fleet, tributary_bin};
+use tributary_e2e::server::{Server, free_port};
 
 /// The first writer schema.
 const V1: &str = r#"{"type": "record", "name": "Click", "namespace": "e2e", "fields": [
@@ -116,41 +117,24 @@ async fn run_and_check(
     format: &str,
     input: &Input,
 ) -> Result<()> {
-    let yaml = format!(
-        "apiVersion: tributary.dev/v1alpha1
-kind: StreamPipeline
-metadata: {{name: '{name}', namespace: e2e}}
-spec:
-  source:
-    kafka: {{brokers: '{bootstrap}', topics: ['{input}'], startFrom: earliest}}
-    format: {format}
-  sinks:
-    - {{name: out, kafka: {{topic: '{output}'}}}}
-  deadLetter: {{name: dlq, kafka: {{topic: '{dlq}'}}}}
-  checkpoint: {{interval: 1s}}
-",
-        name = topics.input,
-        input = topics.input,
-        output = topics.output,
-        dlq = topics.dlq,
-    );
-    let mut fleet = Fleet::new(&tributary_bin(), &yaml, &[("RUST_LOG", "info")])?;
-    fleet.add()?;
-    let deadline = Deadline::new("every Avro record out or dead", Duration::from_secs(120));
-    let (out, dead) = loop {
-        let out = read_to_end(bootstrap, &topics.output, false, Duration::from_secs(30)).await?;
-        let dead = read_to_end(bootstrap, &topics.dlq, false, Duration::from_secs(30)).await?;
-        if out.len() >= input.good.len() && dead.len() >= input.bad.len() {
-            break (out, dead);
-        }
-        fleet.check_alive()?;
-        deadline.check((out.len(), dead.len()))?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let mut fleet = topics.pipeline(bootstrap, format)?;
+    let (out, dead) = topics
+        .wait_for(bootstrap, &mut fleet, input.good.len(), input.bad.len())
+        .await?;
     fleet.stop_all(Duration::from_secs(30)).await?;
+    check(what, topics, input, &out, &dead)
+}
 
+/// Checks `out` and `dead` against `input`.
+fn check(
+    what: &str,
+    topics: &Topics,
+    input: &Input,
+    out: &[OutRecord],
+    dead: &[OutRecord],
+) -> Result<()> {
     let mut got = BTreeMap::new();
-    for o in &out {
+    for o in out {
         let v: Value = serde_json::from_str(&o.value)?;
         let i = v["ts"].as_i64().context("an output without ts")? - 1_700_000_000_000;
         ensure!(
@@ -172,7 +156,7 @@ spec:
         input.good.len()
     );
     let mut kinds = BTreeMap::new();
-    for d in &dead {
+    for d in dead {
         let bad = provenance(d, &topics.input, input)?;
         let error = d.header("tributary.error").unwrap_or_default();
         ensure!(
@@ -235,6 +219,62 @@ struct Topics {
 }
 
 impl Topics {
+    /// One replica of a pipeline from the input topic, in `format`, to the
+    /// output and dead-letter topics.
+    fn pipeline(&self, bootstrap: &str, format: &str) -> Result<Fleet> {
+        let yaml = format!(
+            "apiVersion: tributary.dev/v1alpha1
+kind: StreamPipeline
+metadata: {{name: '{name}', namespace: e2e}}
+spec:
+  source:
+    kafka: {{brokers: '{bootstrap}', topics: ['{input}'], startFrom: earliest}}
+    format: {format}
+  sinks:
+    - {{name: out, kafka: {{topic: '{output}'}}}}
+  deadLetter: {{name: dlq, kafka: {{topic: '{dlq}'}}}}
+  checkpoint: {{interval: 1s}}
+",
+            name = self.input,
+            input = self.input,
+            output = self.output,
+            dlq = self.dlq,
+        );
+        let mut fleet = Fleet::new(&tributary_bin(), &yaml, &[("RUST_LOG", "info")])?;
+        fleet.add()?;
+        Ok(fleet)
+    }
+
+    /// The output and dead letters once there are at least `out` and `dead`.
+    async fn wait_for(
+        &self,
+        bootstrap: &str,
+        fleet: &mut Fleet,
+        out: usize,
+        dead: usize,
+    ) -> Result<(Vec<OutRecord>, Vec<OutRecord>)> {
+        let what = format!("{out} Avro records out and {dead} dead");
+        let deadline = Deadline::new(&what, Duration::from_secs(120));
+        loop {
+            let (o, d) = self.read(bootstrap).await?;
+            if o.len() >= out && d.len() >= dead {
+                return Ok((o, d));
+            }
+            fleet.check_alive()?;
+            deadline.check((o.len(), d.len()))?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The output and dead-letter topics as they are.
+    async fn read(&self, bootstrap: &str) -> Result<(Vec<OutRecord>, Vec<OutRecord>)> {
+        let wait = Duration::from_secs(30);
+        Ok((
+            read_to_end(bootstrap, &self.output, false, wait).await?,
+            read_to_end(bootstrap, &self.dlq, false, wait).await?,
+        ))
+    }
+
     async fn new(bootstrap: &str, prefix: &str) -> Result<Self> {
         let t = Self {
             input: unique(prefix),
@@ -360,4 +400,118 @@ async fn registry_datums_of_two_versions_decode_and_unknown_ids_are_dead_letters
     }
     let format = format!("{{type: avro, schemaRegistry: {{url: '{registry}'}}}}");
     run_and_check("registry", &bootstrap, &topics, &format, &input).await
+}
+
+/// A registry of the test's own (the same Apicurio build as the test
+/// bed's), which it can kill and restart.
+struct OwnRegistry {
+    server: Server,
+    url: String,
+}
+
+impl OwnRegistry {
+    async fn start(jar: &str) -> Result<Self> {
+        let port = free_port()?;
+        let port_arg = format!("-Dquarkus.http.port={port}");
+        let server = Server::start(
+            "java",
+            &[
+                "-XX:+UseSerialGC",
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-Dquarkus.http.host=127.0.0.1",
+                &port_arg,
+                "-jar",
+                jar,
+            ],
+        )?;
+        let r = Self {
+            server,
+            url: format!("http://127.0.0.1:{port}/apis/ccompat/v7"),
+        };
+        r.ready().await?;
+        Ok(r)
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let deadline = Deadline::new("the test's registry to answer", Duration::from_secs(90));
+        let client = reqwest::Client::new();
+        loop {
+            let answer = client.get(format!("{}/subjects", self.url)).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                return Ok(());
+            }
+            deadline.check(self.server.log())?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The registry dies while the pipeline still needs a schema it has not
+/// fetched: the records wait for it instead of becoming dead letters, and
+/// flow once it is back (in-memory storage, so the test registers the two
+/// versions again, which get the same ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_holds_records_back_and_dead_letters_none() -> Result<()> {
+    let bed = testbed();
+    let bootstrap = bed.var("KAFKA_BOOTSTRAP")?.to_owned();
+    let mut registry = OwnRegistry::start(bed.var("SCHEMA_REGISTRY_JAR")?).await?;
+    let topics = Topics::new(&bootstrap, "avro-outage").await?;
+    let subject = format!("{}-value", topics.input);
+    let v1 = register(&registry.url, &subject, V1).await?;
+    let v2 = register(&registry.url, &subject, V2).await?;
+    let p = producer(&bootstrap)?;
+    let mut input = Input::default();
+    let mut produce = async |range: std::ops::Range<i64>, newer: bool| -> Result<()> {
+        for i in range {
+            let id = if newer { v2 } else { v1 };
+            let payload = framed(id, &datum(i, newer)?);
+            send(&p, &topics.input, None, &format!("u{}", i % 10), &payload).await?;
+            input.good.insert(i, expected(i, newer));
+        }
+        Ok(())
+    };
+    produce(0..N, false).await?;
+    let format = format!(
+        "{{type: avro, schemaRegistry: {{url: '{}'}}}}",
+        registry.url
+    );
+    let mut fleet = topics.pipeline(&bootstrap, &format)?;
+    topics
+        .wait_for(&bootstrap, &mut fleet, N as usize, 0)
+        .await?;
+
+    // Version 1 is cached; version 2 is not, and the registry is gone.
+    registry.server.kill9();
+    produce(N..2 * N, true).await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (out, dead) = topics.read(&bootstrap).await?;
+    eprintln!(
+        "kafka avro, registry down 8 s: {} out, {} dead letters",
+        out.len(),
+        dead.len()
+    );
+    fleet.check_alive()?;
+    ensure!(
+        out.len() == N as usize && dead.is_empty(),
+        "while the registry was down: {} out (want {N}), {} dead letters (want 0)",
+        out.len(),
+        dead.len()
+    );
+
+    registry.server.restart()?;
+    registry.ready().await?;
+    let again = (
+        register(&registry.url, &subject, V1).await?,
+        register(&registry.url, &subject, V2).await?,
+    );
+    ensure!(
+        again == (v1, v2),
+        "ids after the restart {again:?}, before ({v1}, {v2})"
+    );
+    let (out, dead) = topics
+        .wait_for(&bootstrap, &mut fleet, 2 * N as usize, 0)
+        .await?;
+    fleet.stop_all(Duration::from_secs(30)).await?;
+    check("registry restarted", &topics, &input, &out, &dead)
 }

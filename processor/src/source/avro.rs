@@ -5,10 +5,18 @@
 //! Values become JSON as `apache_avro` maps them: records and maps are
 //! objects, unions their branch's value, enums their symbol, bytes and
 //! fixed arrays of numbers, logical times their numbers.
+//!
+//! A registry that does not answer (or answers 5xx) is waited for, with
+//! backoff, as a broker would be: a record is not dead-lettered because the
+//! registry restarted. Only after [`PATIENCE`] without an answer does a
+//! record that needs an unfetched schema become a dead letter; from then on
+//! such records fail after one attempt each until the registry answers
+//! again. A definitive answer (404 for an unknown id) is a dead letter at
+//! once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use serde_json::Value;
@@ -16,6 +24,13 @@ use tributary_crds::FormatSpec;
 
 /// How long a registry request may take.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unreachable registry is waited for (below the consumer's
+/// 5-minute `max.poll.interval.ms`, so a Kafka task keeps its partitions).
+pub const PATIENCE: Duration = Duration::from_secs(120);
+/// Overrides [`PATIENCE`] (milliseconds).
+const PATIENCE_ENV: &str = "TRIBUTARY_REGISTRY_PATIENCE_MS";
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Decodes Avro payloads.
 pub struct AvroDecoder {
@@ -23,6 +38,18 @@ pub struct AvroDecoder {
     registry: Option<String>,
     agent: ureq::Agent,
     by_id: Mutex<HashMap<u32, Arc<Schema>>>,
+    patience: Duration,
+    /// Since when the registry has not answered (`None`: it answers).
+    outage: Mutex<Option<Instant>>,
+}
+
+/// Why a registry request brought no schema.
+#[derive(Debug)]
+enum Fetch {
+    /// The registry answered, and not with the schema (4xx): final.
+    Refused(String),
+    /// No answer, or a server error: worth waiting for.
+    Unreachable(String),
 }
 
 impl AvroDecoder {
@@ -52,11 +79,17 @@ impl AvroDecoder {
             .http_status_as_error(false)
             .build()
             .into();
+        let patience = std::env::var(PATIENCE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(PATIENCE, Duration::from_millis);
         Ok(Self {
             inline,
             registry,
             agent,
             by_id: Mutex::new(HashMap::new()),
+            patience,
+            outage: Mutex::new(None),
         })
     }
 
@@ -86,13 +119,23 @@ impl AvroDecoder {
         Value::try_from(value).map_err(|e| format!("Avro value has no JSON form: {e}"))
     }
 
+    /// How long an unreachable registry is waited for (tests; a pipeline
+    /// takes it from the environment).
+    #[cfg(test)]
+    #[must_use]
+    fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     /// The writer schema of `id`, from the cache or the registry.
     fn schema(&self, id: u32) -> Result<Arc<Schema>, String> {
         if let Some(s) = self.by_id.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }
         let url = self.registry.as_deref().ok_or("no schema registry")?;
-        let body = http_get(&self.agent, &format!("{url}/schemas/ids/{id}"))
+        let body = self
+            .fetch(&format!("{url}/schemas/ids/{id}"))
             .map_err(|e| format!("schema id {id}: {e}"))?;
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("schema id {id}: registry answered non-JSON: {e}"))?;
@@ -107,13 +150,59 @@ impl AvroDecoder {
         }
         Ok(schema)
     }
+
+    /// GETs `url`, waiting out an unreachable registry for the patience
+    /// left in the current outage.
+    fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let error = match http_get(&self.agent, url) {
+                Ok(body) => {
+                    self.set_outage(None);
+                    return Ok(body);
+                }
+                Err(Fetch::Refused(e)) => {
+                    self.set_outage(None);
+                    return Err(e);
+                }
+                Err(Fetch::Unreachable(e)) => e,
+            };
+            let since = self.outage_since();
+            let left = self.patience.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                return Err(format!(
+                    "the registry has not answered for {}: {error}",
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+                    ))
+                ));
+            }
+            tracing::warn!(%error, retry_in = ?backoff.min(left), "schema registry unreachable; waiting for it");
+            std::thread::sleep(backoff.min(left));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// When the current outage began (now, if none was under way).
+    fn outage_since(&self) -> Instant {
+        match self.outage.lock() {
+            Ok(mut o) => *o.get_or_insert_with(Instant::now),
+            Err(_) => Instant::now(),
+        }
+    }
+
+    fn set_outage(&self, to: Option<Instant>) {
+        if let Ok(mut o) = self.outage.lock() {
+            *o = to;
+        }
+    }
 }
 
 /// Largest registry answer read (a schema document).
 const MAX_ANSWER: u64 = 4 << 20;
 
 /// GETs `url` from the registry; the body of a 200 answer.
-fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
+fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, Fetch> {
     let mut resp = agent
         .get(url)
         .header(
@@ -121,22 +210,26 @@ fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
             "application/vnd.schemaregistry.v1+json, application/json",
         )
         .call()
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| Fetch::Unreachable(format!("{url}: {e}")))?;
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .with_config()
         .limit(MAX_ANSWER)
         .read_to_vec()
-        .map_err(|e| format!("{url}: reading the answer: {e}"))?;
+        .map_err(|e| Fetch::Unreachable(format!("{url}: reading the answer: {e}")))?;
     if status == 200 {
-        Ok(body)
+        return Ok(body);
+    }
+    let text = String::from_utf8_lossy(&body);
+    let message = format!(
+        "{url}: HTTP {status}: {}",
+        text.chars().take(200).collect::<String>()
+    );
+    if status >= 500 {
+        Err(Fetch::Unreachable(message))
     } else {
-        let text = String::from_utf8_lossy(&body);
-        Err(format!(
-            "{url}: HTTP {status}: {}",
-            text.chars().take(200).collect::<String>()
-        ))
+        Err(Fetch::Refused(message))
     }
 }
 
@@ -206,13 +299,19 @@ mod tests {
             json!({"type": "avro", "schemaRegistry": {"url": "http://127.0.0.1:9"}}),
         )
         .unwrap();
-        let d = AvroDecoder::new(&f).unwrap();
+        let d = AvroDecoder::new(&f)
+            .unwrap()
+            .with_patience(Duration::from_millis(300));
         assert!(d.decode(&datum()).unwrap_err().contains("magic byte"));
-        // An unreachable registry is an error for this record only.
-        assert!(
-            d.decode(&[0, 0, 0, 0, 7, 2])
-                .unwrap_err()
-                .contains("schema id 7")
-        );
+        // An unreachable registry is waited for, then an error for this
+        // record only; the next record does not wait again.
+        for _ in 0..2 {
+            let e = d.decode(&[0, 0, 0, 0, 7, 2]).unwrap_err();
+            assert!(
+                e.contains("schema id 7") && e.contains("not answered"),
+                "{e}"
+            );
+        }
+        assert!(d.outage.lock().unwrap().is_some());
     }
 }
