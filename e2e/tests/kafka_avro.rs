@@ -39,8 +39,10 @@ const V2: &str = r#"{"type": "record", "name": "Click", "namespace": "e2e", "fie
     {"name": "amount", "type": ["null", "double"], "default": null}
 ]}"#;
 
-/// Good records per run.
-const N: i64 = 2_000;
+/// Good records per run (per phase of the outage test).
+const N: i64 = 1_000;
+/// How long the outage test watches a pipeline whose registry is down.
+const HOLD: Duration = Duration::from_secs(6);
 
 /// Click `i` as a datum of `V1`, or of `V2` with an amount.
 fn datum(i: i64, v2: bool) -> Result<Vec<u8>> {
@@ -484,10 +486,10 @@ async fn a_registry_outage_holds_records_back_and_dead_letters_none() -> Result<
     // Version 1 is cached; version 2 is not, and the registry is gone.
     registry.server.kill9();
     produce(N..2 * N, true).await?;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(HOLD).await;
     let (out, dead) = topics.read(&bootstrap).await?;
     eprintln!(
-        "kafka avro, registry down 8 s: {} out, {} dead letters",
+        "kafka avro, registry down {HOLD:?}: {} out, {} dead letters",
         out.len(),
         dead.len()
     );
