@@ -3,6 +3,9 @@
 //! because they are the common case on the hot path (keys, aggregated fields).
 
 mod convert;
+mod fast;
+#[cfg(test)]
+mod proptests;
 
 use std::sync::Arc;
 
@@ -63,6 +66,8 @@ enum Kind {
         env: Arc<cel::Env>,
         vars: Arc<[Box<str>]>,
         fields: Option<Arc<[Box<str>]>>,
+        /// The native evaluator, when the expression is in its subset.
+        fast: Option<Arc<fast::Node>>,
     },
 }
 
@@ -141,11 +146,17 @@ impl Expr {
                     .filter(|v| refs.has_variable(v.as_str()))
                     .map(|v| v.as_str().into())
                     .collect();
+                let fast = cel::parser::Parser::new()
+                    .parse(source)
+                    .ok()
+                    .and_then(|ast| fast::compile(&ast, root, vars))
+                    .map(Arc::new);
                 Kind::Cel {
                     program: Arc::new(program),
                     env: env.clone(),
                     vars: used.into(),
                     fields: event_fields(source, root).map(Into::into),
+                    fast,
                 }
             }
         };
@@ -194,10 +205,51 @@ impl Expr {
             env,
             vars,
             fields,
+            fast,
         } = &self.kind
         else {
             return Ok(Value::Null);
         };
+        if let Some(v) = fast.as_deref().and_then(|f| f.eval(event)) {
+            return Ok(v);
+        }
+        Self::interpret(self, program, env, vars, fields.as_deref(), event)
+    }
+
+    /// The native evaluator, when the expression is in its subset.
+    fn native(&self) -> Option<&fast::Node> {
+        match &self.kind {
+            Kind::Cel { fast, .. } => fast.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The interpreter's result alone, bypassing the native evaluator;
+    /// `None` for expressions the interpreter never sees.
+    #[cfg(test)]
+    fn interpreted(&self, event: &Value) -> Option<Result<Value, ExprError>> {
+        let Kind::Cel {
+            program,
+            env,
+            vars,
+            fields,
+            ..
+        } = &self.kind
+        else {
+            return None;
+        };
+        Some(self.interpret(program, env, vars, fields.as_deref(), event))
+    }
+
+    /// Evaluates with the CEL interpreter alone.
+    fn interpret(
+        &self,
+        program: &cel::Program,
+        env: &Arc<cel::Env>,
+        vars: &[Box<str>],
+        fields: Option<&[Box<str>]>,
+        event: &Value,
+    ) -> Result<Value, ExprError> {
         let mut ctx = cel::Context::with_env(env.clone());
         for var in vars.iter() {
             let v = event.get(&**var).map_or(cel::Value::Null, json_to_cel);
@@ -229,6 +281,9 @@ impl Expr {
             Some(Value::Bool(b)) => return Ok(*b),
             Some(other) => return Err(self.not_bool(other)),
             None => {}
+        }
+        if let Some(b) = self.native().and_then(|f| f.eval_bool(event)) {
+            return Ok(b);
         }
         match self.eval(event)? {
             Value::Bool(b) => Ok(b),
@@ -401,6 +456,47 @@ mod tests {
         assert!(
             not_event.eval(&json!({"a": 1})).is_err(),
             "event is not bound"
+        );
+    }
+
+    #[test]
+    fn common_filters_and_maps_run_natively() {
+        let env = env();
+        for src in [
+            "event.action != 'scroll'",
+            "event.amount * 100.0",
+            "event.a.b >= 3 && (event.c == 'x' || !event.d)",
+            "event.n > 2 ? 'big' : 'small'",
+            "-event.n + 1",
+        ] {
+            let e = Expr::compile(src, &env).unwrap();
+            assert!(
+                matches!(&e.kind, Kind::Cel { fast: Some(_), .. }),
+                "{src} is not native"
+            );
+        }
+        for src in [
+            "size(event.s) > 1",
+            "has(event.a)",
+            "event.items.map(i, i.x)",
+            "event.n / 2",
+            "event['a'] == 1",
+        ] {
+            let e = Expr::compile(src, &env).unwrap();
+            assert!(
+                matches!(&e.kind, Kind::Cel { fast: None, .. }),
+                "{src} should go to the interpreter"
+            );
+        }
+        let m = Expr::compile("event.amount * 100.0", &env).unwrap();
+        assert_eq!(m.eval(&json!({"amount": 1.5})).unwrap(), json!(150.0));
+        // Mixed types are the interpreter's to refuse.
+        assert!(m.eval(&json!({"amount": 2})).is_err());
+        let f = Expr::compile("event.action != 'scroll'", &env).unwrap();
+        assert!(f.eval_bool(&json!({"action": "click"})).unwrap());
+        assert!(
+            f.eval_bool(&json!({})).is_err(),
+            "a missing field is CEL's error"
         );
     }
 
