@@ -151,9 +151,28 @@ impl AvroDecoder {
         Ok(schema)
     }
 
+    /// GETs `url`, waiting out an unreachable registry where this thread
+    /// may block: a plain thread (the Kafka engine's) or a worker of a
+    /// multi-threaded runtime, whose other tasks `block_in_place` hands
+    /// to another worker. On a current-thread runtime (a Kinesis source's)
+    /// waiting would stall every task, lease renewals included, so there
+    /// the registry gets one attempt.
+    fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Err(_) => self.fetch_waiting(url),
+            Ok(RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.fetch_waiting(url))
+            }
+            Ok(_) => http_get(&self.agent, url).map_err(|e| match e {
+                Fetch::Refused(m) | Fetch::Unreachable(m) => m,
+            }),
+        }
+    }
+
     /// GETs `url`, waiting out an unreachable registry for the patience
     /// left in the current outage.
-    fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+    fn fetch_waiting(&self, url: &str) -> Result<Vec<u8>, String> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let error = match http_get(&self.agent, url) {
@@ -313,5 +332,27 @@ mod tests {
             );
         }
         assert!(d.outage.lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_current_thread_runtime_is_not_stalled_by_waiting() {
+        let f: FormatSpec = serde_json::from_value(
+            json!({"type": "avro", "schemaRegistry": {"url": "http://127.0.0.1:9"}}),
+        )
+        .unwrap();
+        // An hour of patience would hang this test if it were spent here.
+        let d = AvroDecoder::new(&f)
+            .unwrap()
+            .with_patience(Duration::from_secs(3600));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(async { d.decode(&[0, 0, 0, 0, 7, 2]) })
+            .unwrap_err();
+        assert!(
+            e.contains("schema id 7") && !e.contains("not answered"),
+            "{e}"
+        );
     }
 }
