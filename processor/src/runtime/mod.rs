@@ -35,6 +35,16 @@ use crate::time::Watermarks;
 use chain::{Outputs, advance, finish, push, push_other, tick};
 use sides::Sides;
 
+/// A duration in milliseconds from the environment variable `var`, else
+/// `default`: the knobs tests turn to see in seconds what takes minutes.
+#[must_use]
+pub(crate) fn env_millis(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, Duration::from_millis)
+}
+
 /// Why a run stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

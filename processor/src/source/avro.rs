@@ -79,10 +79,7 @@ impl AvroDecoder {
             .http_status_as_error(false)
             .build()
             .into();
-        let patience = std::env::var(PATIENCE_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(PATIENCE, Duration::from_millis);
+        let patience = crate::runtime::env_millis(PATIENCE_ENV, PATIENCE);
         Ok(Self {
             inline,
             registry,
@@ -186,13 +183,13 @@ impl AvroDecoder {
                 }
                 Err(Fetch::Unreachable(e)) => e,
             };
-            let since = self.outage_since();
-            let left = self.patience.saturating_sub(since.elapsed());
+            let waited = self.outage_since().elapsed();
+            let left = self.patience.saturating_sub(waited);
             if left.is_zero() {
                 return Err(format!(
                     "the registry has not answered for {}: {error}",
                     humantime::format_duration(Duration::from_millis(
-                        u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+                        u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)
                     ))
                 ));
             }
@@ -312,15 +309,18 @@ mod tests {
         assert!(AvroDecoder::new(&f).is_err());
     }
 
-    #[test]
-    fn the_wire_format_needs_its_magic_byte() {
+    /// A decoder whose registry (port 9, discard) never answers.
+    fn unreachable_registry(patience: Duration) -> AvroDecoder {
         let f: FormatSpec = serde_json::from_value(
             json!({"type": "avro", "schemaRegistry": {"url": "http://127.0.0.1:9"}}),
         )
         .unwrap();
-        let d = AvroDecoder::new(&f)
-            .unwrap()
-            .with_patience(Duration::from_millis(300));
+        AvroDecoder::new(&f).unwrap().with_patience(patience)
+    }
+
+    #[test]
+    fn the_wire_format_needs_its_magic_byte() {
+        let d = unreachable_registry(Duration::from_millis(300));
         assert!(d.decode(&datum()).unwrap_err().contains("magic byte"));
         // An unreachable registry is waited for, then an error for this
         // record only; the next record does not wait again.
@@ -336,14 +336,8 @@ mod tests {
 
     #[test]
     fn a_current_thread_runtime_is_not_stalled_by_waiting() {
-        let f: FormatSpec = serde_json::from_value(
-            json!({"type": "avro", "schemaRegistry": {"url": "http://127.0.0.1:9"}}),
-        )
-        .unwrap();
         // An hour of patience would hang this test if it were spent here.
-        let d = AvroDecoder::new(&f)
-            .unwrap()
-            .with_patience(Duration::from_secs(3600));
+        let d = unreachable_registry(Duration::from_secs(3600));
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

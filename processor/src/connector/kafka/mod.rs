@@ -111,16 +111,6 @@ pub fn max_bytes() -> usize {
         .unwrap_or(DEFAULT_MAX_RECORD_BYTES)
 }
 
-/// A duration in milliseconds from the environment variable `var`, else
-/// `default`: the knobs tests turn to see in seconds what takes minutes.
-#[must_use]
-pub(crate) fn env_millis(var: &str, default: std::time::Duration) -> std::time::Duration {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(default, std::time::Duration::from_millis)
-}
-
 /// Runs a pipeline whose source is Kafka until the stop flag is set.
 ///
 /// # Errors

@@ -45,7 +45,7 @@ const DISCOVERY: Duration = Duration::from_secs(30);
 
 /// The partition discovery interval: [`DISCOVERY_ENV`], else 30 s.
 fn discovery_interval() -> Duration {
-    super::env_millis(DISCOVERY_ENV, DISCOVERY)
+    crate::runtime::env_millis(DISCOVERY_ENV, DISCOVERY)
 }
 
 /// The partitions of `topic` in the brokers' metadata.

@@ -30,7 +30,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The purge interval: [`PURGE_ENV`], else 30 s.
 fn interval() -> Duration {
-    crate::connector::kafka::env_millis(PURGE_ENV, PURGE_EVERY)
+    crate::runtime::env_millis(PURGE_ENV, PURGE_EVERY)
 }
 
 /// Where each repartition partition of a checkpoint may be cut: below its
@@ -94,13 +94,10 @@ impl Purger {
             if self.done.get(&key).is_some_and(|d| d >= below) {
                 continue;
             }
-            if tpl
+            // An offset the list refuses is tried again next interval.
+            let _ = tpl
                 .add_partition(topic, *partition)
-                .set_offset(Offset::Offset(*below))
-                .is_err()
-            {
-                continue;
-            }
+                .set_offset(Offset::Offset(*below));
         }
         self.last = Some(Instant::now());
         if tpl.count() == 0 {
@@ -112,9 +109,9 @@ impl Purger {
                 for e in result.elements() {
                     match e.error() {
                         Ok(()) => {
-                            if let Some(below) = cuts.get(&(e.topic().to_owned(), e.partition())) {
-                                self.done
-                                    .insert((e.topic().to_owned(), e.partition()), *below);
+                            let key = (e.topic().to_owned(), e.partition());
+                            if let Some(below) = cuts.get(&key) {
+                                self.done.insert(key, *below);
                             }
                         }
                         Err(err) => tracing::warn!(
