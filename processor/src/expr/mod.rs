@@ -200,20 +200,10 @@ impl Expr {
         if let Some(v) = self.get(event) {
             return Ok(v.clone());
         }
-        let Kind::Cel {
-            program,
-            env,
-            vars,
-            fields,
-            fast,
-        } = &self.kind
-        else {
-            return Ok(Value::Null);
-        };
-        if let Some(v) = fast.as_deref().and_then(|f| f.eval(event)) {
+        if let Some(v) = self.native().and_then(|f| f.eval(event)) {
             return Ok(v);
         }
-        Self::interpret(self, program, env, vars, fields.as_deref(), event)
+        self.interpret(event)
     }
 
     /// The native evaluator, when the expression is in its subset.
@@ -224,10 +214,9 @@ impl Expr {
         }
     }
 
-    /// The interpreter's result alone, bypassing the native evaluator;
-    /// `None` for expressions the interpreter never sees.
-    #[cfg(test)]
-    fn interpreted(&self, event: &Value) -> Option<Result<Value, ExprError>> {
+    /// Evaluates with the CEL interpreter alone (`null` for the plain
+    /// paths it never sees).
+    fn interpret(&self, event: &Value) -> Result<Value, ExprError> {
         let Kind::Cel {
             program,
             env,
@@ -236,26 +225,14 @@ impl Expr {
             ..
         } = &self.kind
         else {
-            return None;
+            return Ok(Value::Null);
         };
-        Some(self.interpret(program, env, vars, fields.as_deref(), event))
-    }
-
-    /// Evaluates with the CEL interpreter alone.
-    fn interpret(
-        &self,
-        program: &cel::Program,
-        env: &Arc<cel::Env>,
-        vars: &[Box<str>],
-        fields: Option<&[Box<str>]>,
-        event: &Value,
-    ) -> Result<Value, ExprError> {
         let mut ctx = cel::Context::with_env(env.clone());
         for var in vars.iter() {
             let v = event.get(&**var).map_or(cel::Value::Null, json_to_cel);
             ctx.add_variable_from_value(var.to_string(), v);
         }
-        let bound = match (fields, event) {
+        let bound = match (fields.as_deref(), event) {
             (Some(fields), Value::Object(obj)) => {
                 let partial: std::collections::HashMap<String, cel::Value> = fields
                     .iter()
@@ -285,7 +262,9 @@ impl Expr {
         if let Some(b) = self.native().and_then(|f| f.eval_bool(event)) {
             return Ok(b);
         }
-        match self.eval(event)? {
+        // The native evaluator had no boolean answer: asking it again
+        // through `eval` would only repeat its work.
+        match self.interpret(event)? {
             Value::Bool(b) => Ok(b),
             other => Err(self.not_bool(&other)),
         }
