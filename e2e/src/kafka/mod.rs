@@ -16,11 +16,11 @@ pub mod workload;
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -110,6 +110,76 @@ pub async fn add_partitions(bootstrap: &str, name: &str, total: usize) -> Result
         )
         .await?;
     admin_results(results)
+}
+
+/// Deletes the records of `topic` below `below[p]` on every partition `p`
+/// (`DeleteRecords`: the broker moves the partition's low watermark
+/// there) and returns the low watermarks the broker reports after it.
+///
+/// # Errors
+///
+/// When the broker refuses for any partition (an offset past its high
+/// watermark, …).
+pub async fn delete_records(bootstrap: &str, topic: &str, below: &[i64]) -> Result<Vec<i64>> {
+    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, offset) in (0..).zip(below) {
+        tpl.add_partition_offset(topic, p, Offset::Offset(*offset))?;
+    }
+    let done = admin
+        .delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await?;
+    (0..)
+        .zip(below)
+        .map(|(p, _)| {
+            let e = done
+                .find_partition(topic, p)
+                .ok_or_else(|| Error::NoTopic(format!("{topic}/{p}")))?;
+            e.error()?;
+            Ok(match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            })
+        })
+        .collect()
+}
+
+/// The configuration of `topic` as the broker describes it (every entry
+/// with a value, defaults included), by name.
+///
+/// # Errors
+///
+/// [`Error::NoTopic`] when the topic does not exist; when the broker does
+/// not answer.
+pub async fn topic_config(
+    bootstrap: &str,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create()?;
+    let results = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(TIMEOUT)),
+        )
+        .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in results {
+        let resource = r.map_err(|code| match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition => Error::NoTopic(topic.to_owned()),
+            code => KafkaError::AdminOp(code).into(),
+        })?;
+        out.extend(
+            resource
+                .entries
+                .into_iter()
+                .filter_map(|e| Some((e.name, e.value?))),
+        );
+    }
+    // Some brokers describe an unknown topic as one without entries.
+    if out.is_empty() {
+        return Err(Error::NoTopic(topic.to_owned()));
+    }
+    Ok(out)
 }
 
 /// The first refusal among an admin call's per-topic results.

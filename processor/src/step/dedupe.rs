@@ -41,9 +41,23 @@ impl Dedupe {
     }
 }
 
+/// The dedupe state in the changelog.
+type State = (FxHashMap<Key, (i64, i64)>, BTreeMap<i64, Vec<Key>>);
+
 impl Step for Dedupe {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn snapshot(&self) -> super::Snapshot {
+        super::encode(&(&self.seen, &self.expiry))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let (seen, expiry): State = super::decode(state)?;
+        self.seen = seen;
+        self.expiry = expiry;
+        Ok(())
     }
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
@@ -150,6 +164,28 @@ mod tests {
             kept,
             vec![("a".into(), 0), ("b".into(), 1), ("a".into(), 10_000)]
         );
+    }
+
+    #[test]
+    fn a_restored_snapshot_remembers_what_was_kept_and_when_to_forget_it() {
+        let mut d = dedupe("1s");
+        run(&mut d, &[("a", 0), ("b", 500)]);
+        let crate::step::Snapshot::State(bytes) = d.snapshot() else {
+            panic!("dedupe writes its state");
+        };
+        let mut r = dedupe("1s");
+        r.restore(&bytes).unwrap();
+        assert_eq!(
+            run(&mut r, &[("a", 900), ("c", 900)]),
+            vec![("c".into(), 900)]
+        );
+        r.on_watermark(1000, &mut Emit::default());
+        assert_eq!(
+            run(&mut r, &[("a", 1_200)]),
+            vec![("a".into(), 1_200)],
+            "a expired"
+        );
+        assert!(r.restore(b"\x01garbage").is_err());
     }
 
     #[test]

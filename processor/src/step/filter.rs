@@ -34,6 +34,10 @@ impl Step for Filter {
         &self.name
     }
 
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
+    }
+
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         for rec in input {
             match self.cond.eval_bool(&rec.value) {
@@ -70,6 +74,10 @@ impl FlatMap {
 impl Step for FlatMap {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
     }
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {

@@ -84,6 +84,10 @@ impl Step for Map {
         &self.name
     }
 
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
+    }
+
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         'records: for mut rec in input {
             let mut computed = Vec::with_capacity(self.set.len());

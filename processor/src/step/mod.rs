@@ -74,6 +74,40 @@ pub struct Emit {
     pub late: u64,
 }
 
+/// A step's state as the Kafka changelog stores it (see
+/// `connector::kafka::changelog`).
+#[derive(Debug, PartialEq)]
+pub enum Snapshot {
+    /// The step keeps nothing between records.
+    Stateless,
+    /// The state, encoded with [`encode`].
+    State(Vec<u8>),
+    /// The step cannot write its state: a restore replays the input instead.
+    Unsupported,
+}
+
+/// Encodes step state for a [`Snapshot`]: MessagePack with field names,
+/// self-describing (JSON values and maps keyed by window keys round-trip)
+/// and tolerant of fields reordered between versions.
+#[must_use]
+pub fn encode<T: serde::Serialize>(state: &T) -> Snapshot {
+    match rmp_serde::to_vec_named(state) {
+        Ok(bytes) => Snapshot::State(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode step state; a restore will replay the input");
+            Snapshot::Unsupported
+        }
+    }
+}
+
+/// Decodes what [`encode`] wrote.
+///
+/// # Errors
+/// When the bytes are not such a state (a different version wrote them).
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 /// One operator in the chain.
 pub trait Step: Send {
     /// Display name (`filter-0`, or the step's `name`).
@@ -116,6 +150,22 @@ pub trait Step: Send {
     /// Keys or windows held, for the state-size metric.
     fn state_size(&self) -> usize {
         0
+    }
+
+    /// The step's state for the changelog. A stateful step that does not
+    /// override this (and [`Step::restore`]) is restored by replay.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::Unsupported
+    }
+
+    /// Takes back the state [`Step::snapshot`] wrote.
+    ///
+    /// # Errors
+    /// When the bytes are not this step's state; the caller then restores
+    /// by replay on a freshly built step.
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let _ = state;
+        Err(format!("{}: no state to restore", self.name()))
     }
 
     /// The smallest source offset of any input record this step still holds
@@ -293,6 +343,10 @@ impl Step for Elsewhere {
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         emit.out.extend(input);
         Ok(())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::Stateless
     }
 }
 

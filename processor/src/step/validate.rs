@@ -53,6 +53,10 @@ impl Step for Validate {
         &self.name
     }
 
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
+    }
+
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         for rec in input {
             let Some(reason) = self.failure(&rec) else {

@@ -145,6 +145,25 @@ pub fn consumer(
     Ok(c)
 }
 
+/// A consumer outside the group that reads assigned partitions to their
+/// committed end (the changelog on restore).
+///
+/// # Errors
+/// When a secret of the spec cannot be read.
+pub fn reader(src: &KafkaSource, instance: &str) -> Result<ClientConfig, KafkaError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &src.brokers)
+        .set("group.id", format!("tributary-restore-{instance}"))
+        .set("client.id", format!("tributary-{instance}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    apply_auth(&mut c, src.auth.as_ref())?;
+    apply_env(&mut c);
+    Ok(c)
+}
+
 /// A producer to `brokers`: idempotent; transactional (`transactional.id`
 /// set) for exactly-once.
 ///

@@ -27,6 +27,7 @@ use crate::source::{BATCH, Decoder, now_ms};
 use crate::step;
 
 use super::KafkaError;
+use super::changelog::{Changelog, TaskState};
 use super::checkpoint::Restore;
 use super::context::KafkaConsumer;
 use super::metrics::KafkaMetrics;
@@ -77,6 +78,9 @@ pub struct Engine {
     /// The source's `idleTimeout`: a task without records that long tells
     /// the next stage it is idle.
     idle: Option<Duration>,
+    /// Where tasks write their state at each checkpoint (`None`: restore
+    /// by replay only).
+    changelog: Option<Changelog>,
 }
 
 /// The parts an [`Engine`] is made of.
@@ -101,6 +105,8 @@ pub struct Parts {
     pub stop: Arc<AtomicBool>,
     /// The stages (one unless keyed steps are repartitioned).
     pub stages: Stages,
+    /// The state changelog, unless the pipeline restores by replay only.
+    pub changelog: Option<Changelog>,
 }
 
 fn fatal(e: &RdError) -> bool {
@@ -132,6 +138,7 @@ impl Engine {
             stop: p.stop,
             stages: p.stages,
             idle: src.watermark.idle_timeout.map(|d| d.0),
+            changelog: p.changelog,
         }
     }
 
@@ -415,14 +422,21 @@ impl Engine {
         let mut tpl = TopicPartitionList::new();
         let mut positions = Vec::new();
         let read = consumer.position().ok();
-        for task in self.tasks.values() {
-            if let Some((processed, meta)) = task.checkpoint() {
+        let written = self.changelog.as_ref().map_or(0, |c| c.written);
+        for task in self.tasks.values_mut() {
+            if let Some((processed, mut meta)) = task.checkpoint() {
+                if let Some(changelog) = self.changelog.as_mut() {
+                    meta.snap = task.snapshot(changelog);
+                }
                 let pos = done_up_to(read.as_ref(), task, processed);
                 let mut e = tpl.add_partition(&task.topic, task.partition);
                 e.set_offset(Offset::Offset(pos)).map_err(kafka_err)?;
                 e.set_metadata(meta.encode());
                 positions.push((task.topic.to_string(), task.partition, pos, meta));
             }
+        }
+        if let Some(c) = &self.changelog {
+            self.kafka.changelog_bytes.inc_by(c.written - written);
         }
         let committed = match self.txn.clone() {
             Some(txn) => self.commit_transaction(consumer, &txn, &tpl)?,
@@ -567,10 +581,20 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<bool, RunError> {
+        let changelog = match self.changelog.as_mut() {
+            Some(c) => c.flush(),
+            None => Ok(()),
+        };
         if let Err(e) = self
             .outputs
             .flush(&self.metrics)
             .and_then(|()| self.stages.flush())
+            .and_then(|()| {
+                changelog.map_err(|message| crate::sink::SinkError::Broker {
+                    name: "changelog".into(),
+                    message,
+                })
+            })
         {
             tracing::warn!(error = %e, "a sink failed to acknowledge; rewinding every task to the last checkpoint (output may repeat)");
             self.rewind(consumer)?;
@@ -662,32 +686,98 @@ impl Engine {
         }
     }
 
+    /// Starts the task of `topic:partition` per `restore`, its state from
+    /// `saved` (its changelog snapshot) when given and it fits; returns the
+    /// plan it started with (a replay when the snapshot did not fit).
     fn start_task(
         &mut self,
         topic: &str,
         partition: i32,
         restore: Restore,
-    ) -> Result<(), RunError> {
+        saved: Option<TaskState>,
+    ) -> Result<Restore, RunError> {
         let topic = self.intern(topic);
-        if restore.replay_until > restore.seek.unwrap_or(i64::MAX) {
-            tracing::info!(%topic, partition, from = restore.seek, to = restore.replay_until, "restoring state by replay");
-        }
-        let task = match self.stages.role(&topic) {
+        let (task, restore) = match self.stages.role(&topic) {
             // A join's `with` topic: no steps, its records go to the join.
-            Role::Side(_) => Task::new(topic.clone(), partition, Vec::new(), restore, self.bound),
+            Role::Side(_) => {
+                let restore = restore.by_replay();
+                let task = Task::new(topic.clone(), partition, Vec::new(), restore, self.bound);
+                (task, restore)
+            }
             Role::Stage(stage) => {
                 let range = self.stages.range(stage);
                 let from = range.start;
-                let steps = step::build_stage(&self.spec, std::path::Path::new("."), range)?;
-                let task = Task::new(topic.clone(), partition, steps, restore, self.bound);
-                match self.stages.upstream(stage) {
+                let build =
+                    || step::build_stage(&self.spec, std::path::Path::new("."), range.clone());
+                let mut steps = build()?;
+                let mut plan = restore.by_replay();
+                let mut upstream = None;
+                if let Some((saved, changelog)) = saved.zip(self.changelog.as_ref()) {
+                    match saved.restore_into(&mut steps, &changelog.fingerprints) {
+                        Ok(()) => {
+                            plan = restore.from_snapshot();
+                            upstream = saved.upstream;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%topic, partition, error = %e, "the changelog snapshot does not fit the steps; restoring by replay");
+                            steps = build()?;
+                        }
+                    }
+                }
+                let task = Task::new(topic.clone(), partition, steps, plan, self.bound);
+                let mut task = match self.stages.upstream(stage) {
                     Some(ids) => task.behind_repartition(from, ids),
                     None => task,
-                }
+                };
+                task.restore_upstream(upstream);
+                (task, plan)
             }
         };
+        let from = if restore.snap.is_some() {
+            tracing::info!(%topic, partition, at = restore.seek, "state restored from the changelog");
+            "changelog"
+        } else if restore.replay_until > restore.seek.unwrap_or(i64::MAX) {
+            tracing::info!(%topic, partition, from = restore.seek, to = restore.replay_until, "restoring state by replay");
+            "replay"
+        } else {
+            "none"
+        };
+        self.kafka.restores.with_label_values(&[from]).inc();
         self.tasks.insert((topic, partition), task);
-        Ok(())
+        Ok(restore)
+    }
+
+    /// Reads the changelog snapshots the plans name, each beside its plan
+    /// (`None`: not found, or no changelog).
+    fn read_snapshots(
+        &mut self,
+        plans: Vec<(String, i32, Restore)>,
+    ) -> Vec<(String, i32, Restore, Option<TaskState>)> {
+        let Some(changelog) = self.changelog.as_mut() else {
+            return plans.into_iter().map(|(t, p, r)| (t, p, r, None)).collect();
+        };
+        let wanted: HashMap<String, (i32, u64)> = plans
+            .iter()
+            .filter_map(|(t, p, r)| r.snap.map(|id| (format!("{t}:{p}"), (*p, id))))
+            .collect();
+        let started = Instant::now();
+        let mut found = match changelog.read(&wanted, &self.stop) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the changelog; restoring by replay");
+                HashMap::new()
+            }
+        };
+        if !wanted.is_empty() {
+            tracing::info!(wanted = wanted.len(), found = found.len(), took = ?started.elapsed(), topic = changelog.topic(), "read the changelog");
+        }
+        plans
+            .into_iter()
+            .map(|(t, p, r)| {
+                let saved = found.remove(&format!("{t}:{p}"));
+                (t, p, r, saved)
+            })
+            .collect()
     }
 
     fn start_offset(&self, topic: &str, restore: &Restore) -> Offset {
@@ -715,10 +805,11 @@ impl Engine {
         tpl: &TopicPartitionList,
     ) -> Result<TopicPartitionList, RunError> {
         let mut out = TopicPartitionList::new();
-        for (topic, partition, restore) in self.plans(consumer, tpl)? {
+        let plans = self.plans(consumer, tpl)?;
+        for (topic, partition, restore, saved) in self.read_snapshots(plans) {
+            let restore = self.start_task(&topic, partition, restore, saved)?;
             out.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
                 .map_err(kafka_err)?;
-            self.start_task(&topic, partition, restore)?;
         }
         self.publish();
         Ok(out)
@@ -770,10 +861,11 @@ impl Engine {
         }
         self.tasks.clear();
         let mut seek = TopicPartitionList::new();
-        for (topic, partition, restore) in self.plans(consumer, &tpl)? {
+        let plans = self.plans(consumer, &tpl)?;
+        for (topic, partition, restore, saved) in self.read_snapshots(plans) {
+            let restore = self.start_task(&topic, partition, restore, saved)?;
             seek.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
                 .map_err(kafka_err)?;
-            self.start_task(&topic, partition, restore)?;
         }
         let result = consumer
             .seek_partitions(seek, COORDINATOR_TIMEOUT)

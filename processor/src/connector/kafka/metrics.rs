@@ -1,7 +1,7 @@
 //! Kafka metrics, registered in the pipeline's [`Metrics::registry`] so
 //! `/metrics` serves them beside the engine counters.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::runtime::Metrics;
 
@@ -17,6 +17,12 @@ pub struct KafkaMetrics {
     pub checkpoint: Histogram,
     /// `tributary_transaction_aborts_total`.
     pub aborts: IntCounter,
+    /// `tributary_state_restores_total{from}`: tasks started with their
+    /// state from the `changelog`, by `replay` of the input, or `none`
+    /// (no checkpoint yet).
+    pub restores: IntCounterVec,
+    /// `tributary_changelog_bytes_total`: snapshot bytes written.
+    pub changelog_bytes: IntCounter,
 }
 
 impl KafkaMetrics {
@@ -55,12 +61,27 @@ impl KafkaMetrics {
                 "Kafka transactions aborted (the tasks rewound to their last checkpoint).",
             ))
             .unwrap_or_else(|_| unreachable_metric()),
+            restores: IntCounterVec::new(
+                opts(
+                    "tributary_state_restores_total",
+                    "Tasks started, by where their state came from (changelog, replay, none).",
+                ),
+                &["from"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            changelog_bytes: IntCounter::with_opts(opts(
+                "tributary_changelog_bytes_total",
+                "Bytes of state snapshots written to the changelog topic.",
+            ))
+            .unwrap_or_else(|_| unreachable_metric()),
         };
         let r = &metrics.registry;
         let _ = r.register(Box::new(k.lag.clone()));
         let _ = r.register(Box::new(k.rebalances.clone()));
         let _ = r.register(Box::new(k.checkpoint.clone()));
         let _ = r.register(Box::new(k.aborts.clone()));
+        let _ = r.register(Box::new(k.restores.clone()));
+        let _ = r.register(Box::new(k.changelog_bytes.clone()));
         k
     }
 }

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `config`: librdkafka settings (group, instance, timeouts, auth, env overrides).
 //! - `checkpoint`: what a checkpoint commits per partition and how a task restores.
+//! - `changelog`: each task's state snapshot in a compacted topic, and reading it back.
 //! - `task`: one assigned partition: its steps, watermark and position.
 //! - `engine`: tasks, checkpoints, restores and rewinds.
 //! - `context`: the consumer context: rebalance callbacks, statistics.
@@ -14,12 +15,15 @@
 //!
 //! # Guarantees
 //! `exactlyOnce`: every `checkpoint.interval` one Kafka transaction holds the
-//! output and dead letters since the last checkpoint and each partition's
-//! processed offset (`send_offsets_to_transaction`, fenced by the consumer
-//! group's metadata). State is not written anywhere: a checkpoint records
-//! how far back the state reaches (the low-water offset) and a restore
-//! re-reads the input from there ("Kafka is the changelog"); records below
-//! the committed offset rebuild state without being output again.
+//! output and dead letters since the last checkpoint, each task's state
+//! snapshot in the compacted changelog topic (`changelog`), and each
+//! partition's processed offset (`send_offsets_to_transaction`, fenced by
+//! the consumer group's metadata) whose metadata names the snapshot. A
+//! restore takes the snapshot and reads on from the committed offset; when
+//! there is none (steps that cannot write their state, a changed spec), it
+//! re-reads the input from the low-water offset the checkpoint also
+//! records, and records below the committed offset rebuild state without
+//! being output again.
 //!
 //! `exactlyOnce` with Postgres sinks (`postgres`): the checkpoint is one
 //! database transaction holding the rows and each partition's position and
@@ -35,6 +39,7 @@
 //! repartition topic its records were re-keyed into (`repartition`), so
 //! each key's state lives in exactly one task. See `docs/kafka.md`.
 
+mod changelog;
 mod checkpoint;
 mod config;
 mod context;
@@ -158,6 +163,26 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         .map_err(RunError::SourceFailed)?;
     let mut topics: Vec<String> = src.topics.clone();
     topics.extend(stages.topics().map(str::to_owned));
+    let steps = crate::step::build(&spec)?;
+    let changelog = match (&pg, changelog::unsupported(&steps)) {
+        (Some(_), _) => None,
+        (None, Some(why)) => {
+            tracing::info!(%why, "no state changelog: tasks restore by replaying their input");
+            None
+        }
+        (None, None) => {
+            let producer = match &txn {
+                Some(t) => t.clone(),
+                None => ProducerHandle::create(admin.clone())?,
+            };
+            let reader = config::reader(&src, &instance)?;
+            let fps = changelog::fingerprints(&spec);
+            let c = changelog::open(&admin, &group, &topics, producer, reader, fps)
+                .map_err(RunError::SourceFailed)?;
+            tracing::info!(topic = c.topic(), "state changelog");
+            Some(c)
+        }
+    };
     let engine = Engine::new(Parts {
         spec: spec.clone(),
         decoder,
@@ -169,6 +194,7 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
         kafka: kafka_metrics,
         stop: p.stop_handle(),
         stages,
+        changelog,
     });
     let cfg = config::consumer(&src, &group, &instance)?;
     let consumer: KafkaConsumer = cfg
@@ -178,11 +204,8 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
     consumer.subscribe(&names).map_err(KafkaError::Client)?;
     tracing::info!(%group, %instance, topics = ?topics, guarantee = ?spec.guarantee, "consuming");
     p.metrics.ready.store(true, Ordering::Relaxed);
-    p.metrics.init_steps(
-        crate::step::build(&spec)?
-            .iter()
-            .map(|s| s.name().to_owned()),
-    );
+    p.metrics
+        .init_steps(steps.iter().map(|s| s.name().to_owned()));
 
     let result = poll_loop(&consumer, p, interval);
     // The final checkpoint: commit what is done, then leave the group

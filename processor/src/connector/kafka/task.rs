@@ -1,6 +1,7 @@
 //! A task: one assigned input partition with its own step chain, its own
 //! watermark and its own state, as in Kafka Streams. A rebalance moves
-//! tasks, and with them their state (rebuilt by replay, see `checkpoint`).
+//! tasks, and with them their state (through the changelog, else rebuilt
+//! by replay; see `checkpoint`).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::runtime::chain::{self, Outputs};
 use crate::step::Step;
 use crate::{RunError, source};
 
+use super::changelog::{Changelog, TaskState};
 use super::checkpoint::{self, Meta, Restore};
 use super::repartition::{Mark, Upstream};
 
@@ -45,6 +47,9 @@ pub struct Task {
     last_input: std::time::Instant,
     /// The watermark last told to the next stage.
     told: Option<Mark>,
+    /// The latest snapshot written to the changelog: its id and a hash of
+    /// its bytes (an unchanged state is not written again).
+    snapped: Option<(u64, u64)>,
 }
 
 impl Task {
@@ -78,6 +83,14 @@ impl Task {
             upstream: None,
             last_input: std::time::Instant::now(),
             told: None,
+            snapped: None,
+        }
+    }
+
+    /// Puts back what the task heard from upstream, from a snapshot.
+    pub fn restore_upstream(&mut self, upstream: Option<Upstream>) {
+        if let (Some(u), Some(_)) = (upstream, &self.upstream) {
+            self.upstream = Some(u);
         }
     }
 
@@ -263,7 +276,43 @@ impl Task {
             return None;
         }
         let low = checkpoint::low_water(self.next, chain::low_water(&self.steps));
-        Some((self.next, Meta { low, wm: self.wm }))
+        Some((
+            self.next,
+            Meta {
+                low,
+                wm: self.wm,
+                snap: None,
+            },
+        ))
+    }
+
+    /// Writes the task's state to the changelog unless it is what was
+    /// written last; the id of the snapshot that holds it, or `None` when
+    /// it cannot be written (the restore then replays).
+    pub fn snapshot(&mut self, changelog: &mut Changelog) -> Option<u64> {
+        let state = TaskState::of(
+            &self.steps,
+            &changelog.fingerprints,
+            self.wm,
+            self.upstream.as_ref(),
+        )?;
+        let hash = state.hash();
+        if let Some((id, h)) = self.snapped
+            && h == hash
+        {
+            return Some(id);
+        }
+        match changelog.write(&self.id(), self.partition, &state) {
+            Ok(id) => {
+                self.snapped = Some((id, hash));
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(task = %self.id(), error = %e, "cannot write the state to the changelog; a restore will replay");
+                self.snapped = None;
+                None
+            }
+        }
     }
 
     /// Keys and windows held.
@@ -297,6 +346,7 @@ mod tests {
             seek: Some(5),
             replay_until: 8,
             wm: 1_000,
+            snap: None,
         };
         let mut t = Task::new("in".into(), 0, Vec::new(), restore, 100);
         assert!(t.replaying());
@@ -311,7 +361,12 @@ mod tests {
         let mut out = Outputs::new(Vec::new(), std::collections::HashMap::new(), None);
         t.process(&mut out, &m).unwrap();
         assert_eq!(t.watermark(), 1_400, "max event time minus the bound");
-        assert_eq!(t.checkpoint(), Some((9, Meta { low: 9, wm: 1_400 })));
+        let meta = Meta {
+            low: 9,
+            wm: 1_400,
+            snap: None,
+        };
+        assert_eq!(t.checkpoint(), Some((9, meta)));
     }
 
     #[test]
@@ -329,6 +384,7 @@ mod tests {
             seek: Some(0),
             replay_until: 3,
             wm: i64::MIN,
+            snap: None,
         };
         let t = Task::new("in".into(), 0, Vec::new(), restore, 0);
         assert_eq!(t.checkpoint(), None);

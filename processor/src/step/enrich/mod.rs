@@ -158,6 +158,10 @@ impl Step for Enrich {
         &self.name
     }
 
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
+    }
+
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         for mut rec in input {
             let row = match self.lookup(&rec) {

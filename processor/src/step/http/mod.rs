@@ -138,6 +138,10 @@ impl Step for Http {
         &self.name
     }
 
+    fn snapshot(&self) -> super::Snapshot {
+        super::Snapshot::Stateless
+    }
+
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {
         if input.is_empty() {
             return Ok(());

@@ -6,9 +6,10 @@
 //! Merging is commutative and associative (up to float rounding), so the
 //! order in which panes or sessions are merged does not change results.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
+use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
@@ -27,7 +28,7 @@ const EXACT_DISTINCT_LIMIT: usize = 128;
 const HLL_PRECISION: u8 = 14;
 
 /// The accumulated state of one window (or pane, or session) for one key.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Acc {
     /// Events added; `count` reads it, and 0 means "no data".
     pub(super) count: u64,
@@ -39,14 +40,14 @@ pub(super) struct Acc {
 
 /// An input value stamped with its event time and arrival sequence, so that
 /// first/last are decided by (event time, arrival) whatever the merge order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stamped {
     ts: i64,
     seq: u64,
     value: Value,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum AggState {
     /// `count` needs nothing beyond [`Acc::count`].
     Count,
@@ -70,6 +71,7 @@ enum AggState {
 }
 
 /// `DDSketch` is not `Debug`; this wrapper shows its size instead.
+#[derive(Serialize, Deserialize)]
 struct Sketch(DDSketch);
 
 impl std::fmt::Debug for Sketch {
@@ -79,14 +81,27 @@ impl std::fmt::Debug for Sketch {
 }
 
 /// `distinct`: exact while small, `HyperLogLog++` once large.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum Distinct {
     /// Sorted, deduplicated canonical hashes.
     Exact(Vec<u64>),
     Sketch(Box<Hll>),
 }
 
-type Hll = HyperLogLogPlus<u64, BuildHasherDefault<PassThrough>>;
+type Hll = HyperLogLogPlus<u64, PassThroughBuild>;
+
+/// Builds [`PassThrough`] hashers. A named type rather than
+/// `BuildHasherDefault` because the sketch stores its builder, and the
+/// sketch must serialize (the Kafka changelog).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct PassThroughBuild;
+
+impl BuildHasher for PassThroughBuild {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough::default()
+    }
+}
 
 /// A hasher for values that already are well-mixed 64-bit hashes.
 #[derive(Default)]
@@ -376,7 +391,7 @@ impl Distinct {
         if let Distinct::Exact(v) = self {
             // `new` fails only for a precision outside 4..=18; ours is fixed
             // and valid, and if it ever failed we simply stay exact.
-            if let Ok(mut s) = Hll::new(HLL_PRECISION, BuildHasherDefault::default()) {
+            if let Ok(mut s) = Hll::new(HLL_PRECISION, PassThroughBuild) {
                 for h in v.iter() {
                     s.insert(h);
                 }

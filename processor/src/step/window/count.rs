@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 use super::aggregate::Acc;
 use super::{Common, EmitMode, Event, Inserted, Key, WindowResult, sort_results};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct CountWindow {
     acc: Acc,
     min_ts: i64,
@@ -28,7 +28,7 @@ impl CountWindow {
 }
 
 /// The partial count window of every key.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct CountWindows {
     count: u64,
     common: Common,

@@ -56,6 +56,20 @@ impl Key {
     }
 }
 
+/// Only the values are stored (the changelog): the hash is recomputed on
+/// the way back, so a snapshot never carries a stale one.
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.values.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Value>::deserialize(d).map(Key::from_values)
+    }
+}
+
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);

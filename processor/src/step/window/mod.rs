@@ -49,7 +49,7 @@ use self::session::Sessions;
 use self::sliced::Sliced;
 
 /// An aggregate function, as named in the pipeline spec (`fn:`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AggFn {
     /// Number of events in the window (an integer).
     Count,
@@ -85,7 +85,7 @@ pub enum AggFn {
 }
 
 /// One aggregate of a window step: its output field name and function.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AggSpec {
     /// Output field name (kept here so results can be labelled downstream).
     pub name: String,
@@ -121,7 +121,7 @@ pub enum WindowKind {
 }
 
 /// When results are emitted (the pipeline's `emit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EmitMode {
     /// Once per window when the watermark passes its end (append mode).
     Final,
@@ -190,7 +190,7 @@ pub enum Inserted {
 ///
 /// [`advance_watermark`]: WindowOperatorState::advance_watermark
 /// [`flush`]: WindowOperatorState::flush
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct WindowOperatorState {
     inner: Inner,
     /// Arrival sequence: breaks event-time ties for first/last.
@@ -199,7 +199,7 @@ pub struct WindowOperatorState {
     offset: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Inner {
     Sliced(Sliced),
     Session(Sessions),
@@ -207,7 +207,7 @@ enum Inner {
 }
 
 /// The parts of [`WindowConfig`] every window kind needs, sanitized.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Common {
     aggs: Vec<AggSpec>,
     lateness: i64,

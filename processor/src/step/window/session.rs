@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use super::aggregate::Acc;
 use super::{Common, EmitMode, Event, Inserted, Key, WindowResult, sort_results};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Session {
     start: i64,
     end: i64,
@@ -34,7 +34,7 @@ struct Session {
     fired: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KeySessions {
     /// Disjoint, sorted by start (so also by end).
     sessions: Vec<Session>,
@@ -45,7 +45,7 @@ struct KeySessions {
 }
 
 /// All sessions of one window step.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Sessions {
     gap: i64,
     common: Common,

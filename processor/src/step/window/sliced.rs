@@ -49,7 +49,7 @@ pub(super) fn window_starts(ts: i64, size: i64, slide: i64) -> impl Iterator<Ite
 }
 
 /// One pane of one key.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Pane {
     start: i64,
     acc: Acc,
@@ -58,7 +58,7 @@ struct Pane {
 }
 
 /// Tumbling or sliding windows over panes.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Sliced {
     size: i64,
     slide: i64,

@@ -19,6 +19,24 @@ const RETENTION_MS: &str = "604800000";
 /// # Errors
 /// When the brokers refuse the creation or the metadata.
 pub fn ensure_topic(config: &ClientConfig, topic: &str, partitions: i32) -> Result<i32, String> {
+    ensure_topic_with(
+        config,
+        topic,
+        partitions,
+        &[("retention.ms", RETENTION_MS), ("cleanup.policy", "delete")],
+    )
+}
+
+/// [`ensure_topic`] with the topic settings `settings`.
+///
+/// # Errors
+/// As [`ensure_topic`].
+pub fn ensure_topic_with(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<i32, String> {
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| format!("creating an admin client: {e}"))?;
@@ -26,9 +44,10 @@ pub fn ensure_topic(config: &ClientConfig, topic: &str, partitions: i32) -> Resu
         .enable_all()
         .build()
         .map_err(|e| format!("starting a runtime for the admin client: {e}"))?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
-        .set("retention.ms", RETENTION_MS)
-        .set("cleanup.policy", "delete");
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    for (k, v) in settings {
+        new = new.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let results = rt
         .block_on(admin.create_topics([&new], &opts))

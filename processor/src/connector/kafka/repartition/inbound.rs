@@ -14,7 +14,7 @@ use crate::sink::DeadLetter;
 use super::{KEY_HEADER, SEQ_HEADER, SIDE_HEADER, WATERMARK_HEADER};
 
 /// An upstream task's watermark as carried by a control record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mark {
     /// Event time has reached this (epoch ms).
     At(i64),
@@ -111,7 +111,7 @@ pub fn parse_mark(s: &str) -> Option<(&str, Mark)> {
 }
 
 /// What a downstream task heard from its upstream tasks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Upstream {
     marks: HashMap<Arc<str>, Mark>,
     /// The furthest place seen per upstream task (see `SEQ_HEADER`).

@@ -28,7 +28,7 @@
 //! - `inbound`: reading it back: records, watermarks, what was seen.
 //! - `purge`: deleting what no task will read again.
 
-mod admin;
+pub mod admin;
 mod inbound;
 mod purge;
 mod setup;

@@ -136,7 +136,16 @@ mod tests {
     use super::*;
 
     fn at(topic: &str, partition: i32, offset: i64, low: i64) -> (String, i32, i64, Meta) {
-        (topic.to_owned(), partition, offset, Meta { low, wm: 0 })
+        (
+            topic.to_owned(),
+            partition,
+            offset,
+            Meta {
+                low,
+                wm: 0,
+                snap: None,
+            },
+        )
     }
 
     #[test]
