@@ -1,7 +1,7 @@
 //! What a Kafka pipeline shows an operator, black box: `/metrics` while it
 //! runs (lag per partition, per-step counters, state, checkpoints,
-//! rebalances, the end-to-end latency histogram) and `/readyz` while a
-//! restarted replica rebuilds its state — false until the restore is done.
+//! rebalances, the end-to-end latency histogram, restores) and `/readyz`
+//! while a restarted replica restores its state — false until it is done.
 //! The restored state is then checked by the output: hour-long windows
 //! that span the restart must hold every record of the first run.
 
@@ -18,8 +18,8 @@ use tributary_e2e::net::free_addr;
 use tributary_e2e::operator::process::{http_get, sample_lines, sample_sum, scrape};
 use tributary_e2e::poll::{Deadline, until};
 
-/// Records before the restart: all of them are held by open windows, so
-/// the restarted replica re-reads every one to rebuild its state.
+/// Records before the restart: all of them are held by open windows,
+/// which the restarted replica must get back (from the changelog).
 const EVENTS: u64 = 100_000;
 const HOUR_MS: i64 = 3_600_000;
 
@@ -115,8 +115,8 @@ async fn metrics_show_the_run_and_readyz_waits_for_the_restore() -> Result<()> {
     let (code, _) = http_get(addr, "/readyz")?;
     ensure!(code == 200, "/readyz answered {code} in a steady run");
 
-    // kill -9 and restart: the new process re-reads all 100,000 records
-    // into its windows, and is not ready meanwhile.
+    // kill -9 and restart: the new process reads its windows back from the
+    // changelog, and is not ready meanwhile.
     fleet.kill9(0)?;
     fleet.start(0)?;
     let deadline = Deadline::new(
@@ -146,6 +146,26 @@ async fn metrics_show_the_run_and_readyz_waits_for_the_restore() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     eprintln!("readiness after the restart (0 = not listening): {seen:?}");
+    // Every task took its state from the changelog, none replayed.
+    let restores = scrape(addr)?;
+    let restored = |from: &str| {
+        sample_lines(&restores, "tributary_state_restores_total")
+            .filter(|l| l.contains(&format!("from=\"{from}\"")))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    };
+    ensure!(
+        restored("changelog") >= f64::from(PARTITIONS) && restored("replay") == 0.0,
+        "restores after kill -9: {} from the changelog, {} by replay (want every partition \
+         from the changelog)",
+        restored("changelog"),
+        restored("replay")
+    );
 
     // Close every window: the restored state must hold the whole first run.
     s.workload

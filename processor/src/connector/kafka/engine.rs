@@ -804,6 +804,10 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<TopicPartitionList, RunError> {
+        // Not ready while the new tasks read their state back.
+        self.metrics
+            .ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let mut out = TopicPartitionList::new();
         let plans = self.plans(consumer, tpl)?;
         for (topic, partition, restore, saved) in self.read_snapshots(plans) {
