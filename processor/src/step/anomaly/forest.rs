@@ -29,7 +29,7 @@ pub fn c(n: usize) -> f64 {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Node {
     Split {
         dim: usize,
@@ -43,7 +43,7 @@ enum Node {
 }
 
 /// A trained forest: trees as flat node arrays.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Forest {
     trees: Vec<Vec<Node>>,
     sample: usize,
@@ -170,7 +170,7 @@ fn path_length(nodes: &[Node], x: &[f64]) -> f64 {
 }
 
 /// One key's window and forest, retrained every `window` new points.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rolling {
     window: usize,
     trees: usize,

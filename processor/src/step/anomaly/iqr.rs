@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 /// The last `window` values of one key, also kept sorted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Iqr {
     window: usize,
     arrival: VecDeque<f64>,

@@ -28,6 +28,7 @@ use crate::record::Record;
 use crate::sink::DeadLetter;
 
 /// One key's detector.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Detector {
     Z(zscore::ZScore),
     Iqr(iqr::Iqr),
@@ -125,6 +126,15 @@ fn observed(v: &Value) -> Option<Vec<f64>> {
 impl Step for Anomaly {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn snapshot(&self) -> super::Snapshot {
+        super::encode(&self.states)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.states = super::decode(state)?;
+        Ok(())
     }
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {

@@ -178,3 +178,32 @@ fn isolation_forest_step_scores_spikes_highest_after_warm_up() {
     // Seeded: the same input gives the same scores.
     assert_eq!(out, run(&mut step(yaml), &xs));
 }
+
+/// The changelog contract: each detector restored from its snapshot
+/// scores the rest of the series as the one that wrote it.
+#[test]
+fn every_detector_restored_from_its_snapshot_goes_on_as_the_original() {
+    let xs = series(600, &[150, 450]);
+    for yaml in [
+        "{method: zscore, of: event.v, threshold: 3, window: 100, emit: all}",
+        "{method: iqr, of: event.v, k: 3, window: 50, emit: all}",
+        "{method: isolationForest, of: '[event.v]', threshold: 0.6, window: 200, seed: 1, emit: all}",
+    ] {
+        let (mut original, mut uninterrupted) = (step(yaml), step(yaml));
+        assert_eq!(
+            run(&mut original, &xs[..300]),
+            run(&mut uninterrupted, &xs[..300])
+        );
+        let crate::step::Snapshot::State(bytes) = original.snapshot() else {
+            panic!("{yaml}: anomaly writes its state");
+        };
+        let mut restored = step(yaml);
+        restored.restore(&bytes).unwrap();
+        let want = run(&mut uninterrupted, &xs[300..]);
+        assert_eq!(run(&mut restored, &xs[300..]), want, "{yaml}");
+        assert!(
+            !flagged(&want).is_empty(),
+            "{yaml}: the test flags something"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 /// The last `window` values of one key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ZScore {
     window: usize,
     values: VecDeque<f64>,

@@ -11,12 +11,14 @@ use tributary_crds::Contiguity;
 use super::nfa::{Match, RunData, Taken, emit_batch};
 use super::pattern::PatternDef;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Run<P> {
     data: Arc<RunData<P>>,
     counts: Vec<u32>,
 }
 
 /// Matcher state of one key.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct AllOfMatcher<P> {
     def: Arc<PatternDef>,
     runs: Vec<Run<P>>,

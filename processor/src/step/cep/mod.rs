@@ -46,6 +46,7 @@ use crate::record::{Position, Record};
 use crate::sink::DeadLetter;
 
 /// A record waiting for the watermark.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Buffered {
     key: Key,
     bits: u64,
@@ -55,16 +56,33 @@ struct Buffered {
 
 /// A record held in a partial match: its value and source offset (for
 /// [`Step::low_water`]).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Held {
     value: Value,
     offset: i64,
 }
 
 /// One key's matcher and the deadline its timer is set for.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct KeyState {
     matcher: Matcher<Arc<Held>>,
     timer: i64,
 }
+
+/// What a `cep` step writes to the changelog: the buffer, arrival
+/// sequence, per-key matchers, timers, watermark, unsent matches and the
+/// condition-error count. Records shared by several partial matches are
+/// written once per match; they come back as copies, which only costs
+/// memory.
+type CepState = (
+    BTreeMap<(i64, u64), Buffered>,
+    u64,
+    FxHashMap<Key, KeyState>,
+    BinaryHeap<Reverse<(i64, Key)>>,
+    i64,
+    Vec<(Key, bool, Match<Arc<Held>>)>,
+    u64,
+);
 
 /// A `cep` step.
 pub struct Cep {
@@ -289,6 +307,31 @@ impl Cep {
 impl Step for Cep {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn snapshot(&self) -> super::Snapshot {
+        super::encode(&(
+            &self.buffer,
+            self.seq,
+            &self.states,
+            &self.timers,
+            self.wm,
+            &self.pending_out,
+            self.cond_errors,
+        ))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let (buffer, seq, states, timers, wm, pending_out, cond_errors): CepState =
+            super::decode(state)?;
+        self.buffer = buffer;
+        self.seq = seq;
+        self.states = states;
+        self.timers = timers;
+        self.wm = wm;
+        self.pending_out = pending_out;
+        self.cond_errors = cond_errors;
+        Ok(())
     }
 
     fn process(&mut self, input: Vec<Record>, emit: &mut Emit) -> Result<(), StepError> {

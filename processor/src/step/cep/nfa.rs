@@ -18,7 +18,7 @@ use super::pattern::{PatternDef, Shape};
 use super::sequence::SequenceMatcher;
 
 /// One event taken into a (partial) match.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Taken<P> {
     /// Index of the step that took it.
     pub step: u16,
@@ -31,7 +31,7 @@ pub struct Taken<P> {
 }
 
 /// The events of a partial match, shared by its branches.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunData<P> {
     /// Events in order.
     pub taken: Vec<Taken<P>>,
@@ -63,7 +63,7 @@ impl<P: Clone> RunData<P> {
 }
 
 /// A complete match.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Match<P> {
     /// The events, in order, with the step each matched.
     pub events: Vec<Taken<P>>,
@@ -135,6 +135,7 @@ pub fn emit_batch<P>(
 }
 
 /// The per-key matcher of a pattern.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum Matcher<P> {
     /// `sequence` and `anyOf`.
     Sequence(SequenceMatcher<P>),

@@ -8,7 +8,7 @@ use tributary_crds::{AfterMatchSkip, Contiguity, Pattern, PatternStep};
 pub const MAX_STEPS: usize = 32;
 
 /// One step of a pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepDef {
     /// Name in the match's `events`.
     pub name: String,
@@ -23,7 +23,7 @@ pub struct StepDef {
 }
 
 /// Which of `sequence`, `anyOf`, `allOf`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Shape {
     /// Steps in order.
     Sequence,
@@ -34,7 +34,7 @@ pub enum Shape {
 }
 
 /// A compiled pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PatternDef {
     /// The shape.
     pub shape: Shape,

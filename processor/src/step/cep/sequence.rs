@@ -21,6 +21,7 @@ use super::nfa::{Match, RunData, Taken, emit_batch};
 use super::pattern::PatternDef;
 
 /// A run waiting for its next event.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Waiting<P> {
     run: Arc<RunData<P>>,
     alt: u16,
@@ -38,6 +39,7 @@ struct Waiting<P> {
 
 /// A complete match that waits for its window to close, because a trailing
 /// `notFollowedBy` or greedy repetition could still be broken.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Held<P> {
     run: Arc<RunData<P>>,
     kill: u64,
@@ -45,6 +47,7 @@ struct Held<P> {
 }
 
 /// Matcher state of one key.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct SequenceMatcher<P> {
     def: Arc<PatternDef>,
     alts: Arc<Vec<Vec<u16>>>,

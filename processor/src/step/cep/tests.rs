@@ -278,3 +278,52 @@ fn flinks_documented_example_a_plus_b() {
         ["k: a1 a3 b4", "k: a1 b4", "k: a3 b4"]
     );
 }
+
+/// The changelog contract: a step restored from its snapshot mid-stream
+/// (partial matches, buffered records, timers) goes on as the original.
+#[test]
+fn a_step_restored_from_its_snapshot_goes_on_as_the_original() {
+    let patterns = [
+        "{sequence: [{name: f, when: \"event.t == 'f'\", times: {min: 2, greedy: true}}, {name: ok, when: \"event.t == 'ok'\"}], within: 100ms}",
+        "{sequence: [{name: a, when: \"event.t == 'a'\", notFollowedBy: \"event.t == 'x'\"}, {name: b, when: \"event.t == 'b'\"}], within: 100ms}",
+        "{allOf: [{name: a, when: \"event.t == 'a'\"}, {name: b, when: \"event.t == 'b'\", times: {min: 2}}], within: 100ms}",
+    ];
+    // Three keys, types cycling so matches span the snapshot point.
+    let events: Vec<String> = (1..=400)
+        .map(|i| {
+            let t = ["f", "a", "f", "b", "ok", "b", "x"][(i / 3) % 7];
+            format!("{}:{t}{i}@{}", ["u", "v", "w"][i % 3], i * 3)
+        })
+        .collect();
+    let feed = |c: &mut Cep, from: usize, to: usize| {
+        let mut emit = Emit::default();
+        for chunk in events[from..to].chunks(25) {
+            let recs = records(&chunk.join(" "));
+            let wm = recs.iter().map(|r| r.event_time).max().unwrap_or(0) - 10;
+            c.process(recs, &mut emit).unwrap();
+            c.on_watermark(wm, &mut emit);
+        }
+        emit.out.iter().map(|r| show(&r.value)).collect::<Vec<_>>()
+    };
+    for pattern in patterns {
+        let spec = format!("{{keyBy: [event.key], pattern: {pattern}, emit: {{name: p}}}}");
+        let (mut original, mut uninterrupted) = (cep(&spec), cep(&spec));
+        assert_eq!(
+            feed(&mut original, 0, 200),
+            feed(&mut uninterrupted, 0, 200)
+        );
+        assert!(
+            original.state_size() > 0,
+            "{pattern}: state held at the snapshot"
+        );
+        let crate::step::Snapshot::State(bytes) = original.snapshot() else {
+            panic!("cep writes its state");
+        };
+        let mut restored = cep(&spec);
+        restored.restore(&bytes).unwrap();
+        assert_eq!(restored.low_water(), original.low_water(), "{pattern}");
+        let want = feed(&mut uninterrupted, 200, 400);
+        assert!(!want.is_empty(), "{pattern}: the test matches");
+        assert_eq!(feed(&mut restored, 200, 400), want, "{pattern}");
+    }
+}
