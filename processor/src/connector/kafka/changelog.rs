@@ -47,6 +47,18 @@ pub const CHUNK: usize = 512 * 1024;
 /// How long a restore may read the changelog before it gives up on the
 /// snapshots it has not found and replays instead.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Low bits of a snapshot id that are not its write time.
+const ID_BITS: u32 = 20;
+/// A restore reads from this long before a snapshot's write time: a
+/// snapshot's chunks are written within one checkpoint.
+const READ_MARGIN_MS: i64 = 10_000;
+
+/// When the snapshot `id` was written (epoch ms).
+#[must_use]
+pub fn written_at(id: u64) -> i64 {
+    i64::try_from(id >> ID_BITS).unwrap_or(i64::MAX)
+}
+
 /// Set to `off` to write no changelog (restore by replay only).
 pub const ENV: &str = "TRIBUTARY_CHANGELOG";
 
@@ -310,11 +322,16 @@ impl Changelog {
         &self.topic
     }
 
+    /// A fresh snapshot id: the write time in ms (high 44 bits, so a
+    /// restore can start reading near it, see [`written_at`]) and 20 bits
+    /// from a per-process random sequence, so two replicas writing in the
+    /// same millisecond (a zombie and its successor) still differ.
     fn next_id(&mut self) -> u64 {
         self.counter += 1;
         let mut h = self.seed.build_hasher();
         h.write_u64(self.counter);
-        h.finish()
+        let now = u64::try_from(crate::source::now_ms()).unwrap_or(0);
+        (now << ID_BITS) | (h.finish() & ((1 << ID_BITS) - 1))
     }
 
     fn partition_of(&self, partition: i32) -> i32 {
@@ -398,16 +415,45 @@ impl Changelog {
             .reader
             .create()
             .map_err(|e| format!("creating a changelog reader: {e}"))?;
-        let mut tpl = TopicPartitionList::new();
-        let mut open: Vec<i32> = wanted
-            .values()
-            .map(|&(p, _)| self.partition_of(p))
-            .collect();
+        // Per changelog partition, the oldest write time wanted: reading
+        // starts near it (by record timestamp), not at the beginning of a
+        // partition compaction has not reached yet.
+        let mut since: HashMap<i32, i64> = HashMap::new();
+        for &(p, id) in wanted.values() {
+            let at = written_at(id).saturating_sub(READ_MARGIN_MS);
+            since
+                .entry(self.partition_of(p))
+                .and_modify(|t| *t = (*t).min(at))
+                .or_insert(at);
+        }
+        let mut open: Vec<i32> = since.keys().copied().collect();
         open.sort_unstable();
-        open.dedup();
+        let mut by_time = TopicPartitionList::new();
         for &p in &open {
-            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+            by_time
+                .add_partition_offset(&self.topic, p, Offset::Offset(since[&p]))
                 .map_err(|e| e.to_string())?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        match consumer.offsets_for_times(by_time, Duration::from_secs(10)) {
+            Ok(found) => {
+                for e in found.elements() {
+                    // No record that late: the snapshot is not there.
+                    let at = match e.offset() {
+                        Offset::Offset(o) => Offset::Offset(o),
+                        _ => Offset::End,
+                    };
+                    tpl.add_partition_offset(&self.topic, e.partition(), at)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no offsets by time; reading the changelog from its start");
+                for &p in &open {
+                    tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
         }
         consumer
             .assign(&tpl)
@@ -475,5 +521,68 @@ impl Changelog {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::build;
+
+    fn spec(window: &str) -> StreamPipelineSpec {
+        serde_yaml_ng::from_str(&format!(
+            "source: {{kafka: {{brokers: b, topics: [t]}}}}\n\
+             steps:\n- filter: \"true\"\n- window: {{type: tumbling, size: {window}, keyBy: [event.k], aggregate: [{{name: n, fn: count}}]}}\n\
+             sinks: [{{name: out, stdout: {{}}}}]\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_back_only_by_the_same_steps() {
+        let s = spec("10s");
+        let steps = build(&s).unwrap();
+        let fps = fingerprints(&s);
+        assert_eq!(unsupported(&steps), None);
+        let state = TaskState::of(&steps, &fps, 5, None).unwrap();
+        let bytes = rmp_serde::to_vec_named(&state).unwrap();
+        let back: TaskState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.hash(), state.hash());
+        back.restore_into(&mut build(&s).unwrap(), &fps).unwrap();
+
+        let other = spec("20s");
+        let err = back
+            .restore_into(&mut build(&other).unwrap(), &fingerprints(&other))
+            .unwrap_err();
+        assert!(err.contains("changed since the snapshot"), "{err}");
+        let mut fewer = build(&s).unwrap();
+        fewer.pop();
+        assert!(back.restore_into(&mut fewer, &fps).is_err());
+        let old = TaskState { version: 0, ..back };
+        assert!(old.restore_into(&mut build(&s).unwrap(), &fps).is_err());
+    }
+
+    #[test]
+    fn ids_differ_and_tell_when_they_were_written() {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let producer = super::super::sink::ProducerHandle::create(config.clone()).unwrap();
+        let mut c = Changelog::new("t-changelog".into(), 3, producer, config, Vec::new());
+        let before = crate::source::now_ms();
+        let ids: Vec<u64> = (0..100).map(|_| c.next_id()).collect();
+        let after = crate::source::now_ms();
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(
+            ids.iter()
+                .all(|&id| (before..=after).contains(&written_at(id)))
+        );
+        assert_eq!(
+            c.partition_of(7),
+            1,
+            "task partition 7 of a 3-partition changelog"
+        );
     }
 }
