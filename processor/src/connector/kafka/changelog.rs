@@ -219,10 +219,7 @@ impl TaskState {
             }
         }
         if let Some(u) = &self.upstream {
-            // Rare (behind a repartition topic) and small: hash its encoding.
-            if let Ok(b) = rmp_serde::to_vec(u) {
-                h.write(&b);
-            }
+            u.hash_into(&mut h);
         }
         h.finish()
     }

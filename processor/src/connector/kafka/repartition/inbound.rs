@@ -119,6 +119,28 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Feeds what was heard into `h` in a fixed order (the maps' own order
+    /// differs from one map to the next), so an unchanged `Upstream`
+    /// hashes alike and its task's snapshot is not written again.
+    pub fn hash_into(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let mut marks: Vec<_> = self.marks.iter().collect();
+        marks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (id, mark) in marks {
+            id.hash(h);
+            match mark {
+                Mark::At(wm) => wm.hash(h),
+                Mark::Idle => h.write_u8(0xff),
+            }
+        }
+        let mut seen: Vec<_> = self.seen.iter().collect();
+        seen.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (id, place) in seen {
+            id.hash(h);
+            place.hash(h);
+        }
+    }
+
     /// The upstream tasks `ids`, each taken to be at `wm` (the restored
     /// watermark: every upstream task had passed it at the checkpoint; or
     /// `i64::MIN`) until it speaks.
@@ -209,6 +231,27 @@ mod tests {
         assert_eq!(u.watermark(), None, "all idle: hold");
         u.note("c".into(), Mark::At(20));
         assert_eq!(u.watermark(), Some(20), "a returning task counts again");
+    }
+
+    #[test]
+    fn equal_upstreams_hash_alike_whatever_their_maps_order() {
+        let hash = |u: &Upstream| {
+            let mut h = rustc_hash::FxHasher::default();
+            u.hash_into(&mut h);
+            std::hash::Hasher::finish(&h)
+        };
+        let ids: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("in:{i}"))).collect();
+        let mut a = Upstream::new(&ids, 5);
+        let mut b = Upstream::new(&ids.iter().rev().cloned().collect::<Vec<_>>(), 5);
+        for id in &ids {
+            assert!(a.fresh((id.clone(), (3, 1))));
+        }
+        for id in ids.iter().rev() {
+            assert!(b.fresh((id.clone(), (3, 1))));
+        }
+        assert_eq!(hash(&a), hash(&b));
+        a.note(ids[0].clone(), Mark::Idle);
+        assert_ne!(hash(&a), hash(&b));
     }
 
     #[test]
