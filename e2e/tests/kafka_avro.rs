@@ -406,6 +406,48 @@ async fn registry_datums_of_two_versions_decode_and_unknown_ids_are_dead_letters
 
 /// A registry of the test's own (the same Apicurio build as the test
 /// bed's), which it can kill and restart.
+/// A TCP relay to the registry that the test opens and closes: closed, it
+/// accepts and drops every connection, as a registry that is down.
+struct Gate {
+    url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    /// An open gate to the registry at `url` (`http://127.0.0.1:<port>/…`).
+    async fn to(url: &str) -> Result<Self> {
+        let rest = url.strip_prefix("http://").context("an http:// registry")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let upstream = authority.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/{path}", listener.local_addr()?);
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { url, open })
+    }
+
+    fn close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 struct OwnRegistry {
     server: Server,
     url: String,
@@ -474,16 +516,19 @@ async fn a_registry_outage_holds_records_back_and_dead_letters_none() -> Result<
         Ok(())
     };
     produce(0..N, false).await?;
-    let format = format!(
-        "{{type: avro, schemaRegistry: {{url: '{}'}}}}",
-        registry.url
-    );
+    // The pipeline reaches the registry through a gate, so that after the
+    // restart the test can register the schemas again before the pipeline
+    // sees it (an in-memory registry that answered before that would
+    // rightly get its unknown ids dead-lettered).
+    let gate = Gate::to(&registry.url).await?;
+    let format = format!("{{type: avro, schemaRegistry: {{url: '{}'}}}}", gate.url);
     let mut fleet = topics.pipeline(&bootstrap, &format)?;
     topics
         .wait_for(&bootstrap, &mut fleet, N as usize, 0)
         .await?;
 
     // Version 1 is cached; version 2 is not, and the registry is gone.
+    gate.close();
     registry.server.kill9();
     produce(N..2 * N, true).await?;
     tokio::time::sleep(HOLD).await;
@@ -511,6 +556,7 @@ async fn a_registry_outage_holds_records_back_and_dead_letters_none() -> Result<
         again == (v1, v2),
         "ids after the restart {again:?}, before ({v1}, {v2})"
     );
+    gate.open();
     let (out, dead) = topics
         .wait_for(&bootstrap, &mut fleet, 2 * N as usize, 0)
         .await?;
