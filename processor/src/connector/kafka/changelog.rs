@@ -85,6 +85,7 @@ pub fn open(
     producer: SharedProducer,
     reader: ClientConfig,
     fingerprints: Vec<u64>,
+    bytes: prometheus::IntCounter,
 ) -> Result<Changelog, String> {
     let client: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = admin
         .create()
@@ -110,6 +111,7 @@ pub fn open(
         producer,
         reader,
         fingerprints,
+        bytes,
     ))
 }
 
@@ -285,8 +287,8 @@ pub struct Changelog {
     seed: std::collections::hash_map::RandomState,
     counter: u64,
     failures_seen: u64,
-    /// Bytes written, for the metric.
-    pub written: u64,
+    /// `tributary_changelog_bytes_total`.
+    bytes: prometheus::IntCounter,
 }
 
 impl Changelog {
@@ -298,6 +300,7 @@ impl Changelog {
         producer: SharedProducer,
         reader: ClientConfig,
         fingerprints: Vec<u64>,
+        bytes: prometheus::IntCounter,
     ) -> Self {
         Self {
             topic,
@@ -309,7 +312,7 @@ impl Changelog {
             seed: std::collections::hash_map::RandomState::new(),
             counter: 0,
             failures_seen: 0,
-            written: 0,
+            bytes,
         }
     }
 
@@ -372,7 +375,7 @@ impl Changelog {
                 .key(key.as_bytes())
                 .payload(buf.as_slice());
             send_waiting(&producer, record, "changelog", &self.topic)?;
-            self.written += buf.len() as u64;
+            self.bytes.inc_by(buf.len() as u64);
         }
         let before = self.chunks.insert(task.to_owned(), count).unwrap_or(0);
         for index in count..before {
@@ -389,32 +392,23 @@ impl Changelog {
     ///
     /// # Errors
     /// When a chunk could not be delivered.
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub fn flush(&mut self) -> Result<(), SinkError> {
         let producer = self.producer.get();
-        flush_checked(&producer, &mut self.failures_seen).map_err(|e| format!("changelog: {e}"))
+        flush_checked(&producer, &mut self.failures_seen).map_err(|message| SinkError::Broker {
+            name: "changelog".into(),
+            message,
+        })
     }
 
-    /// Reads the snapshots `wanted` (task → (input partition, snapshot
-    /// id)) back; a task whose snapshot is not found is left out (it
-    /// restores by replay).
-    ///
-    /// # Errors
-    /// When the changelog cannot be read at all.
-    pub fn read(
-        &mut self,
+    /// Where to start reading each changelog partition `wanted` needs,
+    /// and those partitions: from the first record written a margin before
+    /// the oldest wanted snapshot (by timestamp), not from the beginning of
+    /// a partition compaction has not reached yet.
+    fn start_offsets(
+        &self,
+        consumer: &BaseConsumer,
         wanted: &HashMap<String, (i32, u64)>,
-        stop: &AtomicBool,
-    ) -> Result<HashMap<String, TaskState>, String> {
-        if wanted.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let consumer: BaseConsumer = self
-            .reader
-            .create()
-            .map_err(|e| format!("creating a changelog reader: {e}"))?;
-        // Per changelog partition, the oldest write time wanted: reading
-        // starts near it (by record timestamp), not at the beginning of a
-        // partition compaction has not reached yet.
+    ) -> Result<(TopicPartitionList, Vec<i32>), String> {
         let mut since: HashMap<i32, i64> = HashMap::new();
         for &(p, id) in wanted.values() {
             let at = written_at(id).saturating_sub(READ_MARGIN_MS);
@@ -452,6 +446,28 @@ impl Changelog {
                 }
             }
         }
+        Ok((tpl, open))
+    }
+
+    /// Reads the snapshots `wanted` (task → (input partition, snapshot
+    /// id)) back; a task whose snapshot is not found is left out (it
+    /// restores by replay).
+    ///
+    /// # Errors
+    /// When the changelog cannot be read at all.
+    pub fn read(
+        &mut self,
+        wanted: &HashMap<String, (i32, u64)>,
+        stop: &AtomicBool,
+    ) -> Result<HashMap<String, TaskState>, String> {
+        if wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let consumer: BaseConsumer = self
+            .reader
+            .create()
+            .map_err(|e| format!("creating a changelog reader: {e}"))?;
+        let (tpl, mut open) = self.start_offsets(&consumer, wanted)?;
         consumer
             .assign(&tpl)
             .map_err(|e| format!("reading {}: {e}", self.topic))?;
@@ -564,7 +580,8 @@ mod tests {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", "127.0.0.1:1");
         let producer = super::super::sink::ProducerHandle::create(config.clone()).unwrap();
-        let mut c = Changelog::new("t-changelog".into(), 3, producer, config, Vec::new());
+        let bytes = prometheus::IntCounter::new("bytes", "bytes").unwrap();
+        let mut c = Changelog::new("t-changelog".into(), 3, producer, config, Vec::new(), bytes);
         let before = crate::source::now_ms();
         let ids: Vec<u64> = (0..100).map(|_| c.next_id()).collect();
         let after = crate::source::now_ms();

@@ -422,7 +422,6 @@ impl Engine {
         let mut tpl = TopicPartitionList::new();
         let mut positions = Vec::new();
         let read = consumer.position().ok();
-        let written = self.changelog.as_ref().map_or(0, |c| c.written);
         for task in self.tasks.values_mut() {
             if let Some((processed, mut meta)) = task.checkpoint() {
                 if let Some(changelog) = self.changelog.as_mut() {
@@ -434,9 +433,6 @@ impl Engine {
                 e.set_metadata(meta.encode());
                 positions.push((task.topic.to_string(), task.partition, pos, meta));
             }
-        }
-        if let Some(c) = &self.changelog {
-            self.kafka.changelog_bytes.inc_by(c.written - written);
         }
         let committed = match self.txn.clone() {
             Some(txn) => self.commit_transaction(consumer, &txn, &tpl)?,
@@ -581,20 +577,11 @@ impl Engine {
         consumer: &KafkaConsumer,
         tpl: &TopicPartitionList,
     ) -> Result<bool, RunError> {
-        let changelog = match self.changelog.as_mut() {
-            Some(c) => c.flush(),
-            None => Ok(()),
-        };
         if let Err(e) = self
             .outputs
             .flush(&self.metrics)
             .and_then(|()| self.stages.flush())
-            .and_then(|()| {
-                changelog.map_err(|message| crate::sink::SinkError::Broker {
-                    name: "changelog".into(),
-                    message,
-                })
-            })
+            .and_then(|()| self.changelog.as_mut().map_or(Ok(()), Changelog::flush))
         {
             tracing::warn!(error = %e, "a sink failed to acknowledge; rewinding every task to the last checkpoint (output may repeat)");
             self.rewind(consumer)?;
@@ -808,6 +795,18 @@ impl Engine {
         self.metrics
             .ready
             .store(false, std::sync::atomic::Ordering::Relaxed);
+        let out = self.start_tasks(consumer, tpl)?;
+        self.publish();
+        Ok(out)
+    }
+
+    /// Starts a task per partition of `tpl` from its checkpoint (through
+    /// its changelog snapshot, else by replay); the offsets to read from.
+    fn start_tasks(
+        &mut self,
+        consumer: &KafkaConsumer,
+        tpl: &TopicPartitionList,
+    ) -> Result<TopicPartitionList, RunError> {
         let mut out = TopicPartitionList::new();
         let plans = self.plans(consumer, tpl)?;
         for (topic, partition, restore, saved) in self.read_snapshots(plans) {
@@ -815,7 +814,6 @@ impl Engine {
             out.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
                 .map_err(kafka_err)?;
         }
-        self.publish();
         Ok(out)
     }
 
@@ -864,13 +862,7 @@ impl Engine {
             tpl.add_partition(topic, *partition);
         }
         self.tasks.clear();
-        let mut seek = TopicPartitionList::new();
-        let plans = self.plans(consumer, &tpl)?;
-        for (topic, partition, restore, saved) in self.read_snapshots(plans) {
-            let restore = self.start_task(&topic, partition, restore, saved)?;
-            seek.add_partition_offset(&topic, partition, self.start_offset(&topic, &restore))
-                .map_err(kafka_err)?;
-        }
+        let seek = self.start_tasks(consumer, &tpl)?;
         let result = consumer
             .seek_partitions(seek, COORDINATOR_TIMEOUT)
             .map_err(kafka_err)?;

@@ -177,7 +177,8 @@ pub fn run(p: &Pipeline) -> Result<Summary, RunError> {
             };
             let reader = config::reader(&src, &instance)?;
             let fps = changelog::fingerprints(&spec);
-            let c = changelog::open(&admin, &group, &topics, producer, reader, fps)
+            let bytes = kafka_metrics.changelog_bytes.clone();
+            let c = changelog::open(&admin, &group, &topics, producer, reader, fps, bytes)
                 .map_err(RunError::SourceFailed)?;
             tracing::info!(topic = c.topic(), "state changelog");
             Some(c)
