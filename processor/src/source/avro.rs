@@ -12,7 +12,10 @@
 //! record that needs an unfetched schema become a dead letter; from then on
 //! such records fail after one attempt each until the registry answers
 //! again. A definitive answer (404 for an unknown id) is a dead letter at
-//! once.
+//! once, and is remembered for [`REFUSAL_TTL`]: a stream of records with an
+//! unknown id (a producer on another registry) costs one request per id
+//! and TTL, not one per record — at a millisecond each, that would slow the
+//! pipeline to a thousand records a second and load the registry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,11 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 const PATIENCE_ENV: &str = "TRIBUTARY_REGISTRY_PATIENCE_MS";
 /// The longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a refused schema id stays refused without asking again (a
+/// schema registered meanwhile is found once it passes).
+pub const REFUSAL_TTL: Duration = Duration::from_secs(30);
+/// Overrides [`REFUSAL_TTL`] (milliseconds).
+const REFUSAL_TTL_ENV: &str = "TRIBUTARY_REGISTRY_REFUSAL_TTL_MS";
 
 /// Decodes Avro payloads.
 pub struct AvroDecoder {
@@ -38,6 +46,9 @@ pub struct AvroDecoder {
     registry: Option<String>,
     agent: ureq::Agent,
     by_id: Mutex<HashMap<u32, Arc<Schema>>>,
+    /// Ids the registry refused: when, and why.
+    refused: Mutex<HashMap<u32, (Instant, String)>>,
+    refusal_ttl: Duration,
     patience: Duration,
     /// Since when the registry has not answered (`None`: it answers).
     outage: Mutex<Option<Instant>>,
@@ -85,6 +96,8 @@ impl AvroDecoder {
             registry,
             agent,
             by_id: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            refusal_ttl: crate::runtime::env_millis(REFUSAL_TTL_ENV, REFUSAL_TTL),
             patience,
             outage: Mutex::new(None),
         })
@@ -125,27 +138,74 @@ impl AvroDecoder {
         self
     }
 
+    /// How long a refused id stays refused (tests).
+    #[cfg(test)]
+    #[must_use]
+    fn with_refusal_ttl(mut self, ttl: Duration) -> Self {
+        self.refusal_ttl = ttl;
+        self
+    }
+
     /// The writer schema of `id`, from the cache or the registry.
     fn schema(&self, id: u32) -> Result<Arc<Schema>, String> {
         if let Some(s) = self.by_id.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(s);
         }
-        let url = self.registry.as_deref().ok_or("no schema registry")?;
+        if let Some(why) = self.refusal(id) {
+            return Err(why);
+        }
+        match self.fetch_schema(id) {
+            Ok(schema) => {
+                if let Ok(mut m) = self.by_id.lock() {
+                    m.insert(id, schema.clone());
+                }
+                Ok(schema)
+            }
+            Err(Fetch::Refused(why)) => {
+                if let Ok(mut m) = self.refused.lock() {
+                    m.insert(id, (Instant::now(), why.clone()));
+                }
+                Err(why)
+            }
+            Err(Fetch::Unreachable(why)) => Err(why),
+        }
+    }
+
+    /// Why `id` was refused, while that is recent.
+    fn refusal(&self, id: u32) -> Option<String> {
+        let mut m = self.refused.lock().ok()?;
+        match m.get(&id) {
+            Some((at, why)) if at.elapsed() < self.refusal_ttl => Some(why.clone()),
+            Some(_) => {
+                m.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Asks the registry for schema `id`. An answer that is not a schema
+    /// (4xx, not JSON, no `schema`, not Avro) is a refusal.
+    fn fetch_schema(&self, id: u32) -> Result<Arc<Schema>, Fetch> {
+        let refused = |m: String| Fetch::Refused(format!("schema id {id}: {m}"));
+        let url = self
+            .registry
+            .as_deref()
+            .ok_or_else(|| refused("no schema registry".into()))?;
         let body = self
             .fetch(&format!("{url}/schemas/ids/{id}"))
-            .map_err(|e| format!("schema id {id}: {e}"))?;
+            .map_err(|e| match e {
+                Fetch::Refused(m) => refused(m),
+                Fetch::Unreachable(m) => Fetch::Unreachable(format!("schema id {id}: {m}")),
+            })?;
         let doc: Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("schema id {id}: registry answered non-JSON: {e}"))?;
+            .map_err(|e| refused(format!("registry answered non-JSON: {e}")))?;
         let text = doc["schema"]
             .as_str()
-            .ok_or_else(|| format!("schema id {id}: registry answered without a schema"))?;
-        let schema = Arc::new(
-            Schema::parse_str(text).map_err(|e| format!("schema id {id} does not parse: {e}"))?,
-        );
-        if let Ok(mut m) = self.by_id.lock() {
-            m.insert(id, schema.clone());
-        }
-        Ok(schema)
+            .ok_or_else(|| refused("registry answered without a schema".into()))?;
+        Schema::parse_str(text)
+            .map(Arc::new)
+            .map_err(|e| refused(format!("does not parse: {e}")))
     }
 
     /// GETs `url`, waiting out an unreachable registry where this thread
@@ -154,22 +214,20 @@ impl AvroDecoder {
     /// to another worker. On a current-thread runtime (a Kinesis source's)
     /// waiting would stall every task, lease renewals included, so there
     /// the registry gets one attempt.
-    fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+    fn fetch(&self, url: &str) -> Result<Vec<u8>, Fetch> {
         use tokio::runtime::{Handle, RuntimeFlavor};
         match Handle::try_current().map(|h| h.runtime_flavor()) {
             Err(_) => self.fetch_waiting(url),
             Ok(RuntimeFlavor::MultiThread) => {
                 tokio::task::block_in_place(|| self.fetch_waiting(url))
             }
-            Ok(_) => http_get(&self.agent, url).map_err(|e| match e {
-                Fetch::Refused(m) | Fetch::Unreachable(m) => m,
-            }),
+            Ok(_) => http_get(&self.agent, url),
         }
     }
 
     /// GETs `url`, waiting out an unreachable registry for the patience
     /// left in the current outage.
-    fn fetch_waiting(&self, url: &str) -> Result<Vec<u8>, String> {
+    fn fetch_waiting(&self, url: &str) -> Result<Vec<u8>, Fetch> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let error = match http_get(&self.agent, url) {
@@ -179,19 +237,19 @@ impl AvroDecoder {
                 }
                 Err(Fetch::Refused(e)) => {
                     self.set_outage(None);
-                    return Err(e);
+                    return Err(Fetch::Refused(e));
                 }
                 Err(Fetch::Unreachable(e)) => e,
             };
             let waited = self.outage_since().elapsed();
             let left = self.patience.saturating_sub(waited);
             if left.is_zero() {
-                return Err(format!(
+                return Err(Fetch::Unreachable(format!(
                     "the registry has not answered for {}: {error}",
                     humantime::format_duration(Duration::from_millis(
                         u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)
                     ))
-                ));
+                )));
             }
             tracing::warn!(%error, retry_in = ?backoff.min(left), "schema registry unreachable; waiting for it");
             std::thread::sleep(backoff.min(left));
@@ -251,6 +309,8 @@ fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, Fetch> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     use apache_avro::types::Value as Avro;
     use serde_json::json;
 
@@ -348,5 +408,72 @@ mod tests {
             e.contains("schema id 7") && !e.contains("not answered"),
             "{e}"
         );
+    }
+
+    /// A registry on a local port that knows no schema until `known` is
+    /// set, then knows every id as [`SCHEMA`]; it counts the requests.
+    fn registry(known: Arc<AtomicBool>, asked: Arc<AtomicUsize>) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut lines = BufReader::new(conn.try_clone().unwrap()).lines();
+                while let Some(Ok(line)) = lines.next() {
+                    if line.is_empty() {
+                        break;
+                    }
+                }
+                asked.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = if known.load(Ordering::SeqCst) {
+                    ("200 OK", json!({"schema": SCHEMA}).to_string())
+                } else {
+                    (
+                        "404 Not Found",
+                        r#"{"error_code":40403,"message":"Schema not found"}"#.to_owned(),
+                    )
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_refused_schema_id_is_asked_for_once_per_ttl() {
+        let (known, asked) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let url = registry(known.clone(), asked.clone());
+        let f: FormatSpec =
+            serde_json::from_value(json!({"type": "avro", "schemaRegistry": {"url": url}}))
+                .unwrap();
+        let d = AvroDecoder::new(&f)
+            .unwrap()
+            .with_refusal_ttl(Duration::from_millis(300));
+        let mut wire = vec![0, 0, 0, 0, 7];
+        wire.extend(datum());
+        for _ in 0..100 {
+            let e = d.decode(&wire).unwrap_err();
+            assert!(e.contains("schema id 7") && e.contains("404"), "{e}");
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "one request for 100 records"
+        );
+        // Registered meanwhile: still refused within the TTL, found after it.
+        known.store(true, Ordering::SeqCst);
+        assert!(d.decode(&wire).is_err());
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(d.decode(&wire).unwrap()["userId"], "u1");
+        assert_eq!(d.decode(&wire).unwrap()["kind"], "BUY");
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
     }
 }
