@@ -404,8 +404,6 @@ async fn registry_datums_of_two_versions_decode_and_unknown_ids_are_dead_letters
     run_and_check("registry", &bootstrap, &topics, &format, &input).await
 }
 
-/// A registry of the test's own (the same Apicurio build as the test
-/// bed's), which it can kill and restart.
 /// A TCP relay to the registry that the test opens and closes: closed, it
 /// accepts and drops every connection, as a registry that is down.
 struct Gate {
@@ -448,6 +446,8 @@ impl Gate {
     }
 }
 
+/// A registry of the test's own (the same Apicurio build as the test
+/// bed's), which it can kill and restart.
 struct OwnRegistry {
     server: Server,
     url: String,

@@ -20,13 +20,14 @@
 //! 2. latency: a producer paced at half the measured wall rate writes
 //!    events whose event time is their produce time, a few every
 //!    millisecond (not in bursts: a window's closing event would wait for
-//!    the next burst, and that wait would count as the pipeline's). A window `[s, e)` can
-//!    only be known complete at wall time `e` (event time = produce time),
-//!    so a result's latency is measured from `windowEnd`: *emitted* = the
-//!    output record's Kafka timestamp (set when the processor produced it)
-//!    − `windowEnd`; *visible* = the wall time a `read_committed` reader
-//!    received it − `windowEnd` (for exactly-once this includes waiting for
-//!    the transaction commit, i.e. up to one checkpoint interval).
+//!    the next burst, and that wait would count as the pipeline's). A
+//!    window `[s, e)` can only be known complete at wall time `e` (event
+//!    time = produce time), so a result's latency is measured from
+//!    `windowEnd`: *emitted* = the output record's Kafka timestamp (set
+//!    when the processor produced it) − `windowEnd`; *visible* = the wall
+//!    time a `read_committed` reader received it − `windowEnd` (for
+//!    exactly-once this includes waiting for the transaction commit, i.e.
+//!    up to one checkpoint interval).
 //!
 //! `--peer kafka-streams` runs the same job in the same run with Kafka
 //! Streams (`e2e/peers/kafka-streams/`, built with Maven on first use): the
