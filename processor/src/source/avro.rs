@@ -163,6 +163,10 @@ impl AvroDecoder {
             }
             Err(Fetch::Refused(why)) => {
                 if let Ok(mut m) = self.refused.lock() {
+                    // Garbage payloads name random ids: keep only the
+                    // refusals still in force, so the map is bounded by
+                    // the requests one TTL has room for.
+                    m.retain(|_, (at, _)| at.elapsed() < self.refusal_ttl);
                     m.insert(id, (Instant::now(), why.clone()));
                 }
                 Err(why)
@@ -475,5 +479,16 @@ mod tests {
         assert_eq!(d.decode(&wire).unwrap()["userId"], "u1");
         assert_eq!(d.decode(&wire).unwrap()["kind"], "BUY");
         assert_eq!(asked.load(Ordering::SeqCst), 2);
+        // Expired refusals of other ids are dropped when one is added.
+        let mut other = vec![0, 0, 0, 0, 8];
+        other.extend(datum());
+        known.store(false, Ordering::SeqCst);
+        assert!(d.decode(&other).is_err());
+        std::thread::sleep(Duration::from_millis(350));
+        let mut third = vec![0, 0, 0, 0, 9];
+        third.extend(datum());
+        assert!(d.decode(&third).is_err());
+        let refused: Vec<u32> = d.refused.lock().unwrap().keys().copied().collect();
+        assert_eq!(refused, [9]);
     }
 }
